@@ -1,0 +1,125 @@
+"""Analytic parameter counts, FLOPs and KV-cache bytes for a :class:`ModelConfig`.
+
+Each formula is checked in the tests against a measurement: the counted parameters of a
+built model, PyTorch's FLOP counter, and the bytes held by a real cache.
+
+FLOPs count matrix multiplications only (2 per multiply-add), as Kaplan et al. 2020 do;
+the attention scores are counted densely over every key a query is handed (a fused
+causal kernel may skip the masked half; the formula counts what the plain computation
+does). Explained in the chapter "Efficiency: the KV cache".
+"""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+
+
+def _check_len(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+def _attn_params(cfg: ModelConfig) -> int:
+    d, q, kv = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    weights = d * q + 2 * d * kv + q * d
+    return weights + (q + 2 * kv + d if cfg.bias else 0)
+
+
+def _mlp_params(cfg: ModelConfig) -> int:
+    d, f = cfg.d_model, cfg.ff_dim
+    return 2 * d * f + (f + d if cfg.bias else 0)
+
+
+def parameter_count(cfg: ModelConfig, embeddings: bool = True) -> int:
+    """Number of trainable parameters of ``Transformer(cfg)``, by formula.
+
+    ``embeddings=False`` leaves out the token and position tables (Kaplan et al.'s N).
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+    d, norm = cfg.d_model, 2 * cfg.d_model
+    block = _attn_params(cfg) + _mlp_params(cfg) + 2 * norm
+    stacks = [cfg.n_layers]
+    total = cfg.n_layers * block
+    if cfg.arch == "encoder-decoder":
+        stacks.append(cfg.encoder_layers)
+        total += cfg.n_layers * (_attn_params(cfg) + norm)  # cross-attention in every decoder block
+        if not cfg.share_encoder_decoder:
+            total += cfg.encoder_layers * block
+    for _ in stacks:
+        total += (norm if cfg.embed_norm else 0) + (norm if cfg.final_norm else 0)
+        if embeddings and cfg.position == "learned":
+            total += cfg.max_len * d
+    if cfg.head_transform:
+        total += d * d + d + norm
+    if cfg.head_bias:
+        total += cfg.vocab_size
+    if embeddings:
+        total += cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
+    elif not cfg.tie_embeddings:
+        total += cfg.vocab_size * d  # an untied output matrix is not an embedding
+    return total
+
+
+def forward_flops(cfg: ModelConfig, n_new: int, n_past: int = 0, source_len: int = 0, encode: bool = True) -> int:
+    """Matmul FLOPs of one forward pass over ``n_new`` tokens after ``n_past`` cached ones.
+
+    Encoder-decoder: with ``encode=True`` the encoder runs over ``source_len`` tokens and
+    the cross-attention keys/values are projected; with ``encode=False`` (a cached decode
+    step) only the decoder runs, attending to ``source_len`` cached keys.
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+    for name, value in (("n_new", n_new), ("n_past", n_past), ("source_len", source_len)):
+        _check_len(name, value)
+    d, h, dh, hk = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.kv_heads
+    proj = 2 * d * (h * dh + 2 * hk * dh) + 2 * h * dh * d  # q, k, v, out per token
+    mlp = 4 * d * cfg.ff_dim
+
+    def stack(n_layers: int, n_tokens: int, n_keys: int) -> int:
+        return n_layers * n_tokens * (proj + mlp + 4 * h * dh * n_keys)
+
+    total = stack(cfg.n_layers, n_new, n_past + n_new)
+    if cfg.arch == "encoder-decoder":
+        total += cfg.n_layers * n_new * (2 * d * h * dh + 2 * h * dh * d + 4 * h * dh * source_len)
+        if encode:
+            total += stack(cfg.encoder_layers, source_len, source_len)
+            total += cfg.n_layers * source_len * 4 * d * hk * dh  # cross k, v projections
+    head = 2 * d * cfg.vocab_size + (2 * d * d if cfg.head_transform else 0)
+    return total + n_new * head
+
+
+def generation_flops(cfg: ModelConfig, prompt_len: int, new_tokens: int, use_cache: bool, source_len: int = 0) -> int:
+    """Total matmul FLOPs to generate ``new_tokens`` after a ``prompt_len`` prompt, as
+    :func:`whydecoder.generate.generate` does it (with the cache: one prefill then one token
+    per step; without: the whole sequence every step). Defined in the chapter "Efficiency".
+    """
+    _check_len("prompt_len", prompt_len)
+    _check_len("new_tokens", new_tokens)
+    if use_cache:
+        total = forward_flops(cfg, prompt_len, 0, source_len, encode=True) if new_tokens else 0
+        for step in range(1, new_tokens):
+            total += forward_flops(cfg, 1, prompt_len + step - 1, source_len, encode=False)
+        return total
+    return sum(forward_flops(cfg, prompt_len + step, 0, source_len, encode=True) for step in range(new_tokens))
+
+
+def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_value: int = 4, source_len: int = 0) -> int:
+    """Bytes of the KV cache: 2 (K and V) x layers x kv_heads x head_dim x length x batch x bytes,
+    plus the cross-attention keys/values over ``source_len`` for an encoder-decoder.
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+    _check_len("seq_len", seq_len)
+    _check_len("source_len", source_len)
+    if cfg.arch == "encoder":
+        raise ValueError("arch 'encoder' has no KV cache")
+    per_position = 2 * cfg.n_layers * cfg.kv_heads * cfg.head_dim * batch * bytes_per_value
+    cross = source_len if cfg.arch == "encoder-decoder" else 0
+    return per_position * (seq_len + cross)
+
+
+def count_parameters(model) -> int:
+    """Trainable parameters of a built model, counted (shared tensors once).
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,136 @@
+"""Multi-head attention with an explicit mask and a key/value cache.
+
+The same module serves every architecture: what changes is the mask it is handed and
+whether keys/values come from the sequence itself or from the encoder (cross-attention).
+
+Explained in the chapter "Four architectures, one block"; the cache in "Efficiency".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .positions import Rotary
+
+
+class LayerCache:
+    """Cached keys and values of one layer: self-attention (grows) and cross-attention (fixed)."""
+
+    def __init__(self):
+        self.k = self.v = None
+        self.cross_k = self.cross_v = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def tensors(self):
+        return [t for t in (self.k, self.v, self.cross_k, self.cross_v) if t is not None]
+
+
+class KVCache:
+    """The key/value cache of a whole stack: one :class:`LayerCache` per layer.
+
+    ``length`` is the number of positions already cached; new tokens are appended after it.
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+
+    def __init__(self, n_layers: int):
+        self.layers = [LayerCache() for _ in range(n_layers)]
+        self.prefix_len: int | None = None  # prefix-LM: the prefix the cache was built with
+
+    @property
+    def length(self) -> int:
+        k = self.layers[0].k
+        return 0 if k is None else k.shape[2]
+
+    @property
+    def has_cross(self) -> bool:
+        return self.layers[0].cross_k is not None
+
+    def nbytes(self) -> int:
+        """Bytes held by all cached tensors (measured, for checking the formula)."""
+        return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.tensors())
+
+
+def attend(q, k, v, mask=None, is_causal=False, keep_weights=False):
+    """Scaled dot-product attention; ``q`` is ``(B, h, Tq, dh)``, ``k``/``v`` ``(B, h_kv, Tk, dh)``.
+
+    ``mask`` is boolean (True = may attend), broadcastable to ``(B, h, Tq, Tk)``. Returns the
+    output and, when ``keep_weights`` is set, the attention probabilities (else ``None``).
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: each kv head serves a group of q heads
+        group = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    if not keep_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal), None
+    if is_causal:
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+class Attention(nn.Module):
+    """Multi-head (optionally grouped-query) attention.
+
+    Set ``keep_weights = True`` to compute the attention matrix explicitly and keep it in
+    ``self.weights`` (the rank chapter reads it); otherwise PyTorch's fused kernel runs.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False):
+        super().__init__()
+        d, h, hk, dh = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim, self.cross = h, hk, dh, cross
+        self.q = nn.Linear(d, h * dh, bias=cfg.bias)
+        self.k = nn.Linear(d, hk * dh, bias=cfg.bias)
+        self.v = nn.Linear(d, hk * dh, bias=cfg.bias)
+        self.out = nn.Linear(h * dh, d, bias=cfg.bias)
+        self.rotary = Rotary(dh, cfg.max_len, cfg.rope_base) if cfg.position == "rope" and not cross else None
+        self.keep_weights = False
+        self.weights: torch.Tensor | None = None
+
+    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, n, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache: LayerCache | None = None):
+        """``x`` is ``(B, T, d)``; ``start`` is the absolute position of ``x[:, 0]``.
+
+        Self-attention: keys/values come from ``x`` (appended to ``cache`` if given).
+        Cross-attention: from ``context`` (the encoder output), computed once per cache.
+        """
+        q = self._heads(self.q(x), self.n_heads)
+        if self.cross:
+            if cache is not None and cache.cross_k is not None:
+                k, v = cache.cross_k, cache.cross_v
+            else:
+                k, v = self._heads(self.k(context), self.n_kv_heads), self._heads(self.v(context), self.n_kv_heads)
+                if cache is not None:
+                    cache.cross_k, cache.cross_v = k, v
+        else:
+            k, v = self._heads(self.k(x), self.n_kv_heads), self._heads(self.v(x), self.n_kv_heads)
+            if self.rotary is not None:
+                q, k = self.rotary(q, start), self.rotary(k, start)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        y, weights = attend(q, k, v, mask=mask, is_causal=is_causal, keep_weights=self.keep_weights)
+        self.weights = weights
+        b, _, t, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))

@@ -1,0 +1,77 @@
+"""Greedy and sampled generation, with and without the KV cache.
+
+- decoder-only: the prompt is prefilled once, then one token at a time.
+- prefix-LM: the prompt is the bidirectional prefix, encoded once; new tokens are causal.
+- encoder-decoder: the source is encoded once; the decoder caches self- and cross-attention.
+
+Without the cache every step recomputes the whole sequence; the two must give the same
+tokens. Explained in the chapter "Efficiency: the KV cache".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import Transformer
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: Transformer, prompt: torch.Tensor, max_new_tokens: int, *, source: torch.Tensor | None = None,
+    use_cache: bool = True, temperature: float = 0.0, top_k: int | None = None,
+    generator: torch.Generator | None = None, return_logits: bool = False,
+):
+    """Append ``max_new_tokens`` tokens to ``prompt`` ``(B, T)``; returns ``(B, T + new)``
+    (and the ``(B, new, vocab)`` logits that chose them if ``return_logits``).
+
+    ``temperature=0`` is greedy. For a prefix-LM the prompt is the prefix; for an
+    encoder-decoder ``source`` goes to the encoder and ``prompt`` starts the decoder (e.g.
+    a ``<bos>`` column). Defined in the chapter "Efficiency: the KV cache".
+    """
+    arch = model.cfg.arch
+    if arch == "encoder":
+        raise ValueError("arch 'encoder' cannot generate left to right (it has no causal mask); see iterative unmasking")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and not 1 <= top_k <= model.cfg.vocab_size:
+        raise ValueError(f"top_k {top_k} is outside [1, {model.cfg.vocab_size}]")
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be (batch, length >= 1), got shape {tuple(prompt.shape)}")
+    total = prompt.shape[1] + max_new_tokens
+    if total > model.cfg.max_len:
+        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's max_len {model.cfg.max_len}")
+    if arch == "encoder-decoder" and source is None:
+        raise ValueError("arch 'encoder-decoder' needs source tokens")
+    kw = {"source": source} if arch == "encoder-decoder" else {}
+    if arch == "prefix-lm":
+        kw["prefix_len"] = prompt.shape[1]
+
+    tokens, steps = prompt, []
+    cache = model.new_cache() if use_cache else None
+    new = prompt
+    for _ in range(max_new_tokens):
+        if use_cache:
+            logits = model(new, cache=cache, **kw)[:, -1]
+            if arch == "encoder-decoder":
+                kw = {}  # the cross-attention keys/values are cached now
+        else:
+            logits = model(tokens, **kw)[:, -1]
+        new = _pick(logits, temperature, top_k, generator)
+        tokens = torch.cat([tokens, new], dim=1)
+        steps.append(logits)
+    if return_logits:
+        empty = prompt.new_zeros((prompt.shape[0], 0, model.cfg.vocab_size), dtype=torch.float32)
+        return tokens, torch.stack(steps, dim=1) if steps else empty
+    return tokens

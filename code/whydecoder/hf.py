@@ -1,0 +1,102 @@
+"""Load Hugging Face ``transformers`` GPT-2 and BERT weights into our model.
+
+These loaders exist so that the tests can check our model against independent reference
+implementations: same weights in, same logits out (to 1e-5 in float32). Nothing is
+downloaded: the tests build small random models from configs.
+
+Explained in the chapter "Four architectures, one block".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import ModelConfig
+from .model import Transformer
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    if dst.shape != src.shape:
+        raise ValueError(f"shape mismatch: ours {tuple(dst.shape)} vs reference {tuple(src.shape)}")
+    with torch.no_grad():
+        dst.copy_(src)
+
+
+def _copy_linear(dst, weight, bias) -> None:
+    _copy(dst.weight, weight)
+    _copy(dst.bias, bias)
+
+
+def from_hf_gpt2(hf_model) -> Transformer:
+    """Our decoder-only model carrying the weights of a ``transformers`` ``GPT2LMHeadModel``.
+
+    GPT-2 is pre-LN, tanh-GELU, learned positions, tied embeddings; its ``Conv1D`` layers
+    store weights as ``(in, out)``, so they are transposed here.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    hc = hf_model.config
+    if hc.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"unsupported GPT-2 activation {hc.activation_function!r}")
+    cfg = ModelConfig(
+        arch="decoder", vocab_size=hc.vocab_size, max_len=hc.n_positions, d_model=hc.n_embd,
+        n_heads=hc.n_head, n_layers=hc.n_layer, d_ff=hc.n_inner or 4 * hc.n_embd, position="learned",
+        norm="pre", norm_eps=hc.layer_norm_epsilon, activation="gelu_tanh", tie_embeddings=True,
+    )
+    model = Transformer(cfg)
+    sd = hf_model.state_dict()
+    d = cfg.d_model
+    _copy(model.embed.weight, sd["transformer.wte.weight"])
+    _copy(model.decoder.positions.table, sd["transformer.wpe.weight"])
+    for i, block in enumerate(model.decoder.blocks):
+        p = f"transformer.h.{i}."
+        w, b = sd[p + "attn.c_attn.weight"].T, sd[p + "attn.c_attn.bias"]
+        for j, lin in enumerate((block.attn.q, block.attn.k, block.attn.v)):
+            _copy_linear(lin, w[j * d : (j + 1) * d], b[j * d : (j + 1) * d])
+        _copy_linear(block.attn.out, sd[p + "attn.c_proj.weight"].T, sd[p + "attn.c_proj.bias"])
+        _copy_linear(block.norm1, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"])
+        _copy_linear(block.norm2, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"])
+        _copy_linear(block.mlp.up, sd[p + "mlp.c_fc.weight"].T, sd[p + "mlp.c_fc.bias"])
+        _copy_linear(block.mlp.down, sd[p + "mlp.c_proj.weight"].T, sd[p + "mlp.c_proj.bias"])
+    _copy_linear(model.decoder.final_norm, sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"])
+    return model
+
+
+def from_hf_bert(hf_model) -> Transformer:
+    """Our encoder-only model carrying the weights of a ``transformers`` ``BertForMaskedLM``.
+
+    BERT is post-LN with a LayerNorm on the embeddings and a dense+GELU+LayerNorm masked-LM
+    head. Its token-type embedding is folded into the position table (row 0, the type of
+    every token of a single segment), so logits match for single-segment input.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    hc = hf_model.config
+    if hc.hidden_act != "gelu":
+        raise ValueError(f"unsupported BERT activation {hc.hidden_act!r}")
+    cfg = ModelConfig(
+        arch="encoder", vocab_size=hc.vocab_size, max_len=hc.max_position_embeddings, d_model=hc.hidden_size,
+        n_heads=hc.num_attention_heads, n_layers=hc.num_hidden_layers, d_ff=hc.intermediate_size,
+        position="learned", norm="post", norm_eps=hc.layer_norm_eps, activation="gelu", embed_norm=True,
+        final_norm=False, head_transform=True, head_bias=True, tie_embeddings=True,
+    )
+    model = Transformer(cfg)
+    sd = hf_model.state_dict()
+    e = "bert.embeddings."
+    _copy(model.embed.weight, sd[e + "word_embeddings.weight"])
+    _copy(model.decoder.positions.table, sd[e + "position_embeddings.weight"] + sd[e + "token_type_embeddings.weight"][0])
+    _copy_linear(model.decoder.embed_norm, sd[e + "LayerNorm.weight"], sd[e + "LayerNorm.bias"])
+    for i, block in enumerate(model.decoder.blocks):
+        p = f"bert.encoder.layer.{i}."
+        for lin, name in ((block.attn.q, "query"), (block.attn.k, "key"), (block.attn.v, "value")):
+            _copy_linear(lin, sd[p + f"attention.self.{name}.weight"], sd[p + f"attention.self.{name}.bias"])
+        _copy_linear(block.attn.out, sd[p + "attention.output.dense.weight"], sd[p + "attention.output.dense.bias"])
+        _copy_linear(block.norm1, sd[p + "attention.output.LayerNorm.weight"], sd[p + "attention.output.LayerNorm.bias"])
+        _copy_linear(block.mlp.up, sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"])
+        _copy_linear(block.mlp.down, sd[p + "output.dense.weight"], sd[p + "output.dense.bias"])
+        _copy_linear(block.norm2, sd[p + "output.LayerNorm.weight"], sd[p + "output.LayerNorm.bias"])
+    h = "cls.predictions."
+    _copy_linear(model.head_transform[0], sd[h + "transform.dense.weight"], sd[h + "transform.dense.bias"])
+    _copy_linear(model.head_transform[2], sd[h + "transform.LayerNorm.weight"], sd[h + "transform.LayerNorm.bias"])
+    _copy(model.lm_head.bias, sd[h + "bias"])
+    return model

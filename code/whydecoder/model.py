@@ -1,0 +1,232 @@
+"""One transformer, four architectures.
+
+Encoder-only, decoder-only, prefix-LM and encoder-decoder are built here from the same
+:class:`Block`; they differ only in the self-attention mask (see :mod:`whydecoder.masks`)
+and in whether a second, bidirectional stack feeds the first through cross-attention.
+
+Explained in the chapter "Four architectures, one block".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention, KVCache
+from .config import ModelConfig
+from .masks import attention_mask, prefix_masks
+from .positions import AbsolutePositions
+
+_ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.ff_dim, bias=cfg.bias)
+        self.act = _ACTIVATIONS[cfg.activation]()
+        self.down = nn.Linear(cfg.ff_dim, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    """Self-attention, optional cross-attention, MLP; each with a residual and a LayerNorm.
+
+    ``norm="pre"`` (GPT-2): ``x + f(norm(x))``; ``norm="post"`` (BERT, the original
+    Transformer): ``norm(x + f(x))``. ``shared`` reuses another block's self-attention, MLP
+    and norms (the encoder-decoder "shared" variant).
+
+    Defined in the chapter "Four architectures, one block".
+    """
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False, shared: "Block | None" = None):
+        super().__init__()
+        self.pre = cfg.norm == "pre"
+        if shared is None:
+            self.attn, self.mlp = Attention(cfg), MLP(cfg)
+            self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        else:
+            self.attn, self.mlp, self.norm1, self.norm2 = shared.attn, shared.mlp, shared.norm1, shared.norm2
+        if cross:
+            self.cross_attn = Attention(cfg, cross=True)
+            self.norm_cross = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        else:
+            self.cross_attn = None
+
+    def _residual(self, x, norm, f):
+        return x + f(norm(x)) if self.pre else norm(x + f(x))
+
+    def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache=None):
+        x = self._residual(x, self.norm1, lambda h: self.attn(h, mask, is_causal, start, cache=cache))
+        if self.cross_attn is not None:
+            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(h, context=context, cache=cache))
+        return self._residual(x, self.norm2, self.mlp)
+
+
+class Stack(nn.Module):
+    """Positions, a list of blocks and the final norm: an encoder or a decoder."""
+
+    def __init__(self, cfg: ModelConfig, n_layers: int, cross: bool = False, shared: "Stack | None" = None):
+        super().__init__()
+        self.positions = AbsolutePositions(cfg.position, cfg.max_len, cfg.d_model) if cfg.position in ("learned", "sinusoidal") else None
+        self.embed_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.embed_norm else None
+        self.blocks = nn.ModuleList(
+            Block(cfg, cross=cross, shared=None if shared is None else shared.blocks[i]) for i in range(n_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.final_norm else None
+
+    def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache: KVCache | None = None):
+        if self.positions is not None:
+            x = self.positions(x, start)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, is_causal, start, context, None if cache is None else cache.layers[i])
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+class Transformer(nn.Module):
+    """The model family: ``cfg.arch`` in ``encoder``, ``decoder``, ``prefix-lm``, ``encoder-decoder``.
+
+    ``model(tokens)`` returns logits ``(B, T, vocab)``. Extra inputs by architecture:
+
+    - ``prefix-lm``: ``prefix_len`` (an int, or one length per example as a 1-D tensor):
+      the first ``prefix_len`` positions attend to each other bidirectionally.
+    - ``encoder-decoder``: ``source`` tokens ``(B, S)`` for the encoder; ``tokens`` feed the
+      decoder.
+    - ``cache``: a :class:`~whydecoder.attention.KVCache` from :meth:`new_cache`; ``tokens``
+      are then the new positions after those already cached (not for ``encoder``).
+
+    Defined in the chapter "Four architectures, one block".
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.arch == "encoder-decoder":
+            self.encoder = Stack(cfg, cfg.encoder_layers)
+            self.decoder = Stack(cfg, cfg.n_layers, cross=True, shared=self.encoder if cfg.share_encoder_decoder else None)
+        else:
+            self.encoder = None
+            self.decoder = Stack(cfg, cfg.n_layers)
+        if cfg.head_transform:  # BERT's masked-LM head: dense, activation, LayerNorm
+            self.head_transform = nn.Sequential(
+                nn.Linear(cfg.d_model, cfg.d_model), _ACTIVATIONS[cfg.activation](), nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+            )
+        else:
+            self.head_transform = None
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
+        self.apply(_init_weights)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    # ------------------------------------------------------------------ checks
+    def _check_tokens(self, tokens: torch.Tensor, name: str, start: int = 0) -> None:
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+            raise ValueError(f"{name} must be a (batch, length) tensor, got {getattr(tokens, 'shape', type(tokens))}")
+        if tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"{name} must hold integer token ids, got dtype {tokens.dtype}")
+        if tokens.numel():
+            lo, hi = int(tokens.min()), int(tokens.max())
+            if lo < 0 or hi >= self.cfg.vocab_size:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"token id {bad} in {name} is outside the vocabulary [0, {self.cfg.vocab_size})")
+        end = start + tokens.shape[1]
+        if end > self.cfg.max_len:
+            raise ValueError(f"sequence of length {end} in {name} exceeds the model's max_len {self.cfg.max_len}")
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for this model. Defined in the chapter "Efficiency: the KV cache"."""
+        if self.cfg.arch == "encoder":
+            raise ValueError("arch 'encoder' has no KV cache: every position attends to every other")
+        return KVCache(len(self.decoder.blocks))
+
+    # ------------------------------------------------------------------ masks
+    def _self_mask(self, n_new: int, n_past: int, prefix_len, device):
+        """Returns ``(mask, is_causal)`` for the main stack's self-attention."""
+        kind = self.cfg.self_mask
+        if kind == "bidirectional":
+            return None, False
+        if kind == "causal":
+            if n_past == 0:
+                return None, True
+            return attention_mask("causal", n_past + n_new, device=device)[n_past:], False
+        # prefix-LM
+        if prefix_len is None:
+            raise ValueError("arch 'prefix-lm' needs prefix_len")
+        if isinstance(prefix_len, torch.Tensor) and prefix_len.dim() > 0:
+            if n_past:
+                raise ValueError("a per-example prefix_len tensor cannot be used with a cache; pass an int")
+            return prefix_masks(prefix_len.to(device), n_new), False
+        prefix_len = int(prefix_len)
+        if n_past and prefix_len > n_past:
+            raise ValueError(
+                f"prefix_len {prefix_len} reaches past the {n_past} cached positions: the cached prefix "
+                "positions would have to see the new ones (a stale cache); re-encode from scratch"
+            )
+        return attention_mask("prefix", n_past + n_new, prefix_len=prefix_len, device=device)[n_past:], False
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, source: torch.Tensor) -> torch.Tensor:
+        """Run the encoder stack of an encoder-decoder; returns ``(B, S, d)``."""
+        if self.encoder is None:
+            raise ValueError(f"arch {self.cfg.arch!r} has no separate encoder")
+        self._check_tokens(source, "source")
+        return self.encoder(self.embed(source))
+
+    def hidden_states(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None):
+        """The main stack's output ``(B, T, d)`` before the head; see the class docstring."""
+        n_past = 0 if cache is None else cache.length
+        if inputs_embeds is None:
+            self._check_tokens(tokens, "tokens", start=n_past)
+            x = self.embed(tokens)
+        else:
+            x = inputs_embeds
+            if n_past + x.shape[1] > self.cfg.max_len:
+                raise ValueError(f"sequence of length {n_past + x.shape[1]} exceeds the model's max_len {self.cfg.max_len}")
+        if cache is not None and self.cfg.arch == "encoder":
+            raise ValueError("arch 'encoder' has no KV cache")
+        if prefix_len is not None and self.cfg.arch != "prefix-lm":
+            raise ValueError(f"prefix_len only applies to arch 'prefix-lm', not {self.cfg.arch!r}")
+        if source is not None and self.cfg.arch != "encoder-decoder":
+            raise ValueError(f"source only applies to arch 'encoder-decoder', not {self.cfg.arch!r}")
+        context = None
+        if self.cfg.arch == "encoder-decoder" and not (cache is not None and cache.has_cross):
+            if source is None:
+                raise ValueError("arch 'encoder-decoder' needs source tokens")
+            context = self.encode(source)
+        mask, is_causal = self._self_mask(x.shape[1], n_past, prefix_len, x.device)
+        return self.decoder(x, mask, is_causal, start=n_past, context=context, cache=cache)
+
+    def forward(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None):
+        h = self.hidden_states(tokens, prefix_len=prefix_len, source=source, cache=cache, inputs_embeds=inputs_embeds)
+        if self.head_transform is not None:
+            h = self.head_transform(h)
+        return self.lm_head(h)
+
+
+def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the positions where ``loss_mask`` is True (all if ``None``).
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    if loss_mask is None:
+        return losses.mean()
+    weights = loss_mask.flatten().to(losses.dtype)
+    if weights.sum() == 0:
+        raise ValueError("loss_mask selects no position")
+    return (losses * weights).sum() / weights.sum()

@@ -1,0 +1,104 @@
+"""Writing results safely and recording where they came from.
+
+Every stored full-scale result carries the command, the git commit and the device that
+made it; files are written atomically (a temporary file, then a rename), so an
+interrupted run never leaves half a file.
+
+Explained in "How to read this book" (stored results).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    Defined in "How to read this book".
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomic text write (UTF-8). Defined in "How to read this book"."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    """The current commit of the book's repository (``"unknown"`` outside git)."""
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_description(device: str | torch.device = "cpu") -> str:
+    """A human-readable name of the device a run used."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
+
+
+def provenance(command: str, device: str | torch.device = "cpu") -> dict:
+    """Where a result came from: command, commit, device, date, Python and torch versions.
+
+    Defined in "How to read this book".
+    """
+    return {
+        "command": command,
+        "commit": git_commit(),
+        "device": device_description(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+
+
+def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu") -> Path:
+    """Store ``results`` as JSON with its provenance, atomically.
+
+    Defined in "How to read this book".
+    """
+    payload = {"provenance": provenance(command, device), "results": results}
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def load_result(path: str | os.PathLike) -> dict | None:
+    """The stored payload (``{"provenance": ..., "results": ...}``), or ``None`` if absent.
+
+    Defined in "How to read this book".
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    if set(payload) != {"provenance", "results"}:
+        raise ValueError(f"{path} is not a stored result (keys {sorted(payload)})")
+    return payload

@@ -1,0 +1,111 @@
+"""Text that every machine has offline, and a byte-level tokenizer for it.
+
+The corpus is the English reference documentation that ships inside CPython
+(``pydoc_data.topics``: about 465 thousand characters on Python 3.11), so no download is
+ever needed. Note that it differs slightly between Python versions.
+
+Explained in the chapter "Four architectures, one block".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SPECIALS = ("<bos>", "<eos>", "<mask>", "<sep>")
+N_SENTINELS = 16  # T5-style span-corruption sentinels <extra_id_0> ... <extra_id_15>
+
+
+@dataclass(frozen=True)
+class ByteTokenizer:
+    """UTF-8 bytes 0-255, then the special tokens, then the span sentinels.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+
+    n_bytes: int = 256
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_bytes + len(SPECIALS) + N_SENTINELS
+
+    def special(self, name: str) -> int:
+        if name not in SPECIALS:
+            raise ValueError(f"unknown special token {name!r}; expected one of {SPECIALS}")
+        return self.n_bytes + SPECIALS.index(name)
+
+    @property
+    def bos(self) -> int:
+        return self.special("<bos>")
+
+    @property
+    def eos(self) -> int:
+        return self.special("<eos>")
+
+    @property
+    def mask(self) -> int:
+        return self.special("<mask>")
+
+    @property
+    def sep(self) -> int:
+        return self.special("<sep>")
+
+    def sentinel(self, k: int) -> int:
+        if not 0 <= k < N_SENTINELS:
+            raise ValueError(f"sentinel index {k} is outside [0, {N_SENTINELS})")
+        return self.n_bytes + len(SPECIALS) + k
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        out, buf = [], bytearray()
+        for i in ids:
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
+            if i < self.n_bytes:
+                buf.append(i)
+                continue
+            out.append(buf.decode("utf-8", errors="replace"))
+            buf = bytearray()
+            k = i - self.n_bytes
+            out.append(SPECIALS[k] if k < len(SPECIALS) else f"<extra_id_{k - len(SPECIALS)}>")
+        out.append(buf.decode("utf-8", errors="replace"))
+        return "".join(out)
+
+
+def corpus_text() -> str:
+    """CPython's English reference topics, joined in a fixed order.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def corpus_tokens(split: str = "train", val_fraction: float = 0.1) -> torch.Tensor:
+    """The corpus as a 1-D tensor of byte ids; the last ``val_fraction`` is the validation split.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"unknown split {split!r}; expected 'train' or 'val'")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ids = torch.tensor(ByteTokenizer().encode(corpus_text()), dtype=torch.long)
+    cut = int(len(ids) * (1 - val_fraction))
+    return ids[:cut] if split == "train" else ids[cut:]
+
+
+def random_chunks(ids: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """``batch_size`` random windows of ``length`` tokens from a 1-D token tensor.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    if length > len(ids):
+        raise ValueError(f"chunk length {length} is longer than the token stream ({len(ids)})")
+    starts = torch.randint(0, len(ids) - length + 1, (batch_size,), generator=generator)
+    return torch.stack([ids[s : s + length] for s in starts.tolist()])

@@ -1,0 +1,176 @@
+"""A small, deterministic trainer: AdamW, warmup + cosine schedule, tqdm progress,
+tokens/s, checkpoint and resume.
+
+Checkpoints hold tensors, numbers and strings only and are loaded with
+``torch.load(weights_only=True)``; a checkpoint made for another model configuration
+is refused. Explained in "How to read this book".
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import Transformer
+from .objectives import Batch, batch_loss
+from .results import atomic_write_bytes
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, torch (CPU and CUDA) and return a CPU generator for data.
+
+    Defined in "How to read this book".
+    """
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. ``device="auto"`` picks CUDA when present (bf16 autocast there)."""
+
+    steps: int = 200
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 20
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    checkpoint_path: str | None = None
+    checkpoint_every: int = 100
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class TrainResult:
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    tokens_per_s: float = 0.0
+    resumed_from: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _save_checkpoint(path, model, opt, step, data_rng, result) -> None:
+    state = {
+        "model_config": model.cfg.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "torch_rng": torch.get_rng_state(),
+        "data_rng": data_rng.get_state(),
+        "log_steps": result.steps,
+        "log_losses": result.losses,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path, model: Transformer) -> dict:
+    """Load a checkpoint into ``model`` (``weights_only=True``); refuses another config.
+
+    Defined in "How to read this book".
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("model_config") != model.cfg.to_dict():
+        diff = {k: (v, model.cfg.to_dict().get(k)) for k, v in state.get("model_config", {}).items() if model.cfg.to_dict().get(k) != v}
+        raise ValueError(f"checkpoint {path} was made for another model config (checkpoint vs model: {diff})")
+    model.load_state_dict(state["model"])
+    return state
+
+
+def train(
+    model: Transformer, make_batch: Callable[[torch.Generator], Batch], cfg: TrainConfig,
+    loss_fn: Callable[[Transformer, Batch], torch.Tensor] = batch_loss,
+) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` steps on batches from ``make_batch(generator)``.
+
+    Deterministic for a given seed; resumes from ``cfg.checkpoint_path`` when that file
+    exists (the same data stream continues). Defined in "How to read this book".
+    """
+    data_rng = seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    result, start = TrainResult(), 0
+    ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
+    if ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, model)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        data_rng.set_state(state["data_rng"])
+        start = result.resumed_from = int(state["step"])
+        result.steps, result.losses = list(state["log_steps"]), list(state["log_losses"])
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    n_tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not cfg.progress, desc="train", leave=False)
+    for step in bar:
+        batch = make_batch(data_rng).to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with autocast:
+            loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        n_tokens += batch.tokens.numel() + (0 if batch.source is None else batch.source.numel())
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            result.steps.append(step)
+            result.losses.append(loss.item())
+            bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+        if ckpt is not None and ((step + 1) % cfg.checkpoint_every == 0 or step == cfg.steps - 1):
+            _save_checkpoint(ckpt, model, opt, step + 1, data_rng, result)
+    elapsed = time.perf_counter() - t0
+    result.tokens_per_s = n_tokens / elapsed if elapsed > 0 and n_tokens else 0.0
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, batches: list[Batch], loss_fn=batch_loss) -> float:
+    """Mean loss over fixed batches, weighted by target tokens. Defined in "How to read this book"."""
+    model.eval()
+    device = next(model.parameters()).device
+    total = weight = 0.0
+    for batch in batches:
+        batch = batch.to(device)
+        total += loss_fn(model, batch).item() * batch.n_target_tokens
+        weight += batch.n_target_tokens
+    return total / weight

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+import whydecoder as wd
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def small_config(arch: str, **overrides) -> wd.ModelConfig:
+    """A tiny model of each architecture, fast enough for exhaustive checks."""
+    base = dict(arch=arch, vocab_size=40, max_len=32, d_model=32, n_heads=4, n_layers=2)
+    base.update(overrides)
+    return wd.ModelConfig(**base)
+
+
+def arch_inputs(arch: str, batch: int = 2, length: int = 9, source_len: int = 6, prefix_len: int = 4, vocab: int = 40):
+    """Random tokens plus the extra inputs each architecture needs."""
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, vocab, (batch, length), generator=g)
+    kwargs = {}
+    if arch == "prefix-lm":
+        kwargs["prefix_len"] = prefix_len
+    if arch == "encoder-decoder":
+        kwargs["source"] = torch.randint(0, vocab, (batch, source_len), generator=g)
+    return tokens, kwargs

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+import whydecoder as wd
+from conftest import small_config
+from whydecoder.objectives import full_lm
+from whydecoder.results import load_result, save_result
+from whydecoder.text import ByteTokenizer, corpus_tokens, random_chunks
+from whydecoder.train import TrainConfig, evaluate, load_checkpoint, train
+
+TOK = ByteTokenizer()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _run(tmp_path=None, steps=12, ckpt_name=None, seed=0, interrupt_at=None):
+    torch.manual_seed(0)
+    model = wd.Transformer(small_config("decoder", vocab_size=TOK.vocab_size))
+    data = corpus_tokens("train")[:20000]
+    cfg = TrainConfig(steps=steps, lr=3e-3, warmup=2, seed=seed, log_every=1, progress=False, checkpoint_every=5,
+                      checkpoint_path=str(tmp_path / ckpt_name) if ckpt_name else None)
+    calls = []
+
+    def make_batch(g):
+        calls.append(1)
+        if interrupt_at is not None and len(calls) > interrupt_at:
+            raise Interrupted
+        return full_lm(random_chunks(data, 4, 17, g))
+
+    result = train(model, make_batch, cfg)
+    return model, result
+
+
+def test_training_reduces_loss_and_is_deterministic():
+    m1, r1 = _run(steps=30)
+    m2, r2 = _run(steps=30)
+    assert r1.losses == r2.losses
+    assert r1.losses[-1] < r1.losses[0] - 0.5
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert r1.tokens_per_s > 0
+
+
+def test_resume_after_interruption_continues_exactly(tmp_path):
+    straight_model, straight = _run(steps=12)
+    with pytest.raises(Interrupted):  # killed during step 8; the last checkpoint is after step 5
+        _run(tmp_path, steps=12, ckpt_name="b.pt", interrupt_at=7)
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 5
+    resumed_model, resumed = _run(tmp_path, steps=12, ckpt_name="b.pt")
+    assert resumed.resumed_from == 5
+    assert resumed.losses == straight.losses
+    for a, b in zip(straight_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    _run(tmp_path, steps=5, ckpt_name="c.pt")
+    other = wd.Transformer(small_config("decoder", vocab_size=TOK.vocab_size, n_layers=3))
+    with pytest.raises(ValueError, match="another model config.*n_layers"):
+        load_checkpoint(tmp_path / "c.pt", other)
+
+
+def test_evaluate_weights_by_target_tokens():
+    model, _ = _run(steps=3)
+    chunks = random_chunks(corpus_tokens("val"), 2, 17, torch.Generator().manual_seed(0))
+    batch = full_lm(chunks)
+    assert evaluate(model, [batch, batch]) == pytest.approx(evaluate(model, [batch]))
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="-1"):
+        TrainConfig(lr=-1)
+
+
+def test_results_are_stored_with_provenance(tmp_path):
+    path = save_result(tmp_path / "r.json", {"loss": 1.5}, command="make full", device="cpu")
+    payload = load_result(path)
+    assert payload["results"] == {"loss": 1.5}
+    assert payload["provenance"]["command"] == "make full"
+    assert payload["provenance"]["device"].startswith("cpu")
+    assert load_result(tmp_path / "missing.json") is None
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_corpus_and_chunks():
+    train_ids, val_ids = corpus_tokens("train"), corpus_tokens("val")
+    assert len(train_ids) > 300_000 and len(val_ids) > 30_000
+    with pytest.raises(ValueError, match="'test'"):
+        corpus_tokens("test")
+    with pytest.raises(ValueError, match="chunk length 50"):
+        random_chunks(torch.arange(10), 1, 50, torch.Generator())
