@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine (Python 3.11, package registries only):
+#   make book   build the HTML site into _build/html (warnings are errors)
+#   make test   run the package's tests and execute every notebook with nbval
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+JOBS ?= 2
+
+.PHONY: book test env lab clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+env: $(STAMP)
+
+book: $(STAMP)
+	mkdir -p _build
+	$(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 | tee _build/build.log
+	@echo "Open _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-lab.txt -c constraints.txt
+	$(BIN)/jupyter lab chapters
+
+clean:
+	rm -rf _build
