@@ -19,7 +19,10 @@ from .positions import Rotary
 
 
 class LayerCache:
-    """Cached keys and values of one layer: self-attention (grows) and cross-attention (fixed)."""
+    """Cached keys and values of one layer: self-attention (grows) and cross-attention (fixed).
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
 
     def __init__(self):
         self.k = self.v = None

@@ -30,6 +30,11 @@ def _init_weights(module: nn.Module) -> None:
 
 
 class MLP(nn.Module):
+    """The position-wise feed-forward sublayer: up-project, activation, down-project.
+
+    Defined in the chapter "Four architectures, one block".
+    """
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.up = nn.Linear(cfg.d_model, cfg.ff_dim, bias=cfg.bias)
@@ -76,7 +81,10 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """Positions, a list of blocks and the final norm: an encoder or a decoder."""
+    """Positions, a list of blocks and the final norm: an encoder or a decoder.
+
+    Defined in the chapter "Four architectures, one block".
+    """
 
     def __init__(self, cfg: ModelConfig, n_layers: int, cross: bool = False, shared: "Stack | None" = None):
         super().__init__()
@@ -156,28 +164,35 @@ class Transformer(nn.Module):
 
     # ------------------------------------------------------------------ masks
     def _self_mask(self, n_new: int, n_past: int, prefix_len, device):
-        """Returns ``(mask, is_causal)`` for the main stack's self-attention."""
-        kind = self.cfg.self_mask
+        """``(mask, is_causal)`` for ``n_new`` positions after ``n_past`` cached ones."""
+        kind = self.cfg.self_mask  # "bidirectional", "causal" or "prefix" (from arch)
         if kind == "bidirectional":
-            return None, False
-        if kind == "causal":
-            if n_past == 0:
-                return None, True
-            return attention_mask("causal", n_past + n_new, device=device)[n_past:], False
-        # prefix-LM
+            return None, False  # encoder: every position reads every position
+        if kind == "causal" and n_past == 0:
+            return None, True  # decoder: the fused kernel builds the triangle
+        if kind == "prefix" and torch.is_tensor(prefix_len) and prefix_len.dim() > 0:
+            return self._batched_prefix_mask(prefix_len, n_new, n_past, device), False
+        prefix = self._checked_prefix(prefix_len, n_past) if kind == "prefix" else None
+        full = attention_mask(kind, n_past + n_new, prefix, device)
+        return full[n_past:], False  # the rows of the new positions
+
+    @staticmethod
+    def _batched_prefix_mask(prefix_len: torch.Tensor, n_new: int, n_past: int, device):
+        if n_past:
+            raise ValueError("a per-example prefix_len tensor cannot be used with a cache; pass an int")
+        return prefix_masks(prefix_len.to(device), n_new)
+
+    @staticmethod
+    def _checked_prefix(prefix_len, n_past: int) -> int:
         if prefix_len is None:
             raise ValueError("arch 'prefix-lm' needs prefix_len")
-        if isinstance(prefix_len, torch.Tensor) and prefix_len.dim() > 0:
-            if n_past:
-                raise ValueError("a per-example prefix_len tensor cannot be used with a cache; pass an int")
-            return prefix_masks(prefix_len.to(device), n_new), False
         prefix_len = int(prefix_len)
         if n_past and prefix_len > n_past:
             raise ValueError(
                 f"prefix_len {prefix_len} reaches past the {n_past} cached positions: the cached prefix "
                 "positions would have to see the new ones (a stale cache); re-encode from scratch"
             )
-        return attention_mask("prefix", n_past + n_new, prefix_len=prefix_len, device=device)[n_past:], False
+        return prefix_len
 
     # ------------------------------------------------------------------ forward
     def encode(self, source: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,10 @@ OBJECTIVES = ("full-lm", "prefix-lm", "masked-lm", "span-corruption")
 class Batch:
     """What one training step consumes. ``tokens`` feed the main (decoder) stack;
     ``source`` feeds the encoder of an encoder-decoder; ``prefix_len`` is the bidirectional
-    prefix of a prefix-LM (one length per example)."""
+    prefix of a prefix-LM (one length per example).
+
+    Defined in the chapter on encoders vs decoders.
+    """
 
     tokens: torch.Tensor
     targets: torch.Tensor

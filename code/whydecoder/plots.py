@@ -14,39 +14,51 @@ ARCH_TITLES = {
 }
 
 
-def plot_pattern(ax, matrix, title: str = "", split: int | None = None, cmap: str = "Blues") -> None:
+def plot_pattern(ax, matrix, title: str = "", split: int | None = None, cmap: str = "Blues", log: bool = False) -> None:
     """Draw an ``(n, n)`` mask or dependency matrix: rows are outputs (queries), columns
-    inputs (keys); ``split`` draws the prefix/source boundary.
+    inputs (keys); ``split`` draws the prefix/source boundary. With ``log=True`` each row is
+    shown as ``log10(value / row max)`` over four decades, and exact zeros are left white.
 
     Defined in the chapter "Four architectures, one block".
     """
     m = matrix.detach().float().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, float)
     n = m.shape[0]
-    ax.imshow(m, cmap=cmap, vmin=0, vmax=max(float(m.max()), 1e-12), interpolation="nearest")
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("white")
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = np.log10(m / m.max(axis=1, keepdims=True))
+        m = np.ma.masked_invalid(np.where(np.isneginf(m), np.nan, np.clip(m, -4, 0)))
+        ax.imshow(m, cmap=colours, vmin=-4, vmax=0, interpolation="nearest")
+    else:
+        ax.imshow(m, cmap=colours, vmin=0, vmax=max(float(m.max()), 1e-12), interpolation="nearest")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
-    ax.set_xticklabels([str(i) for i in range(n)], fontsize=7)
-    ax.set_yticklabels([str(i) for i in range(n)], fontsize=7)
+    ax.set_xticklabels([str(i) for i in range(n)], fontsize=8)
+    ax.set_yticklabels([str(i) for i in range(n)], fontsize=8)
     ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
     ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
-    ax.grid(which="minor", color="white", linewidth=0.8)
+    ax.grid(which="minor", color="lightgrey", linewidth=0.6)
     ax.tick_params(which="minor", length=0)
     if split is not None:
         ax.axvline(split - 0.5, color="crimson", linewidth=1.5)
         ax.axhline(split - 0.5, color="crimson", linewidth=1.5)
-    ax.set_xlabel("input (key) position", fontsize=8)
-    ax.set_ylabel("output (query) position", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("input position", fontsize=9)
+    ax.set_ylabel("output position", fontsize=9)
+    ax.set_title(title, fontsize=10)
 
 
-def pattern_grid(patterns: dict, split: int | None = None, cmap: str = "Blues", suptitle: str = ""):
-    """One panel per architecture, in the order given. Returns the figure.
+def pattern_grid(patterns: dict, split: int | None = None, cmap: str = "Blues", log: bool = False):
+    """One panel per architecture, in the order given, two per row. Returns the figure.
 
     Defined in the chapter "Four architectures, one block".
     """
-    fig, axes = plt.subplots(1, len(patterns), figsize=(3.1 * len(patterns), 3.4), constrained_layout=True)
-    for ax, (arch, matrix) in zip(np.atleast_1d(axes), patterns.items()):
-        plot_pattern(ax, matrix, ARCH_TITLES.get(arch, arch), split if arch in ("prefix-lm", "encoder-decoder") else None, cmap)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+    rows = (len(patterns) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(7.5, 3.9 * rows), constrained_layout=True)
+    axes = np.atleast_1d(axes).ravel()
+    for ax, (arch, matrix) in zip(axes, patterns.items()):
+        arch_split = split if arch in ("prefix-lm", "encoder-decoder") else None
+        plot_pattern(ax, matrix, ARCH_TITLES.get(arch, arch), arch_split, cmap, log)
+    for ax in axes[len(patterns):]:
+        ax.axis("off")
     return fig

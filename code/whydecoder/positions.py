@@ -26,7 +26,10 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
 
 
 class AbsolutePositions(nn.Module):
-    """Adds a position vector to each token embedding (learned or sinusoidal)."""
+    """Adds a position vector to each token embedding (learned or sinusoidal).
+
+    Defined in the chapter "Four architectures, one block".
+    """
 
     def __init__(self, kind: str, max_len: int, d_model: int):
         super().__init__()
@@ -40,7 +43,10 @@ class AbsolutePositions(nn.Module):
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding (Su et al. 2021), rotate-half form, applied to q and k."""
+    """Rotary position embedding (Su et al. 2021), rotate-half form, applied to q and k.
+
+    Defined in the chapter "Four architectures, one block".
+    """
 
     def __init__(self, head_dim: int, max_len: int, base: float):
         super().__init__()

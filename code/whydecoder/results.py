@@ -48,7 +48,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
-    """The current commit of the book's repository (``"unknown"`` outside git)."""
+    """The current commit of the book's repository (``"unknown"`` outside git).
+
+    Defined in "How to read this book".
+    """
     repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
@@ -59,7 +62,7 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
 
 
 def device_description(device: str | torch.device = "cpu") -> str:
-    """A human-readable name of the device a run used."""
+    """A human-readable name of the device a run used. Defined in "How to read this book"."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"

@@ -36,7 +36,10 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. ``device="auto"`` picks CUDA when present (bf16 autocast there)."""
+    """Optimisation settings. ``device="auto"`` picks CUDA when present (bf16 autocast there).
+
+    Defined in "How to read this book".
+    """
 
     steps: int = 200
     lr: float = 3e-3
@@ -64,6 +67,11 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """Logged steps and losses, throughput, and the step a resumed run started from.
+
+    Defined in "How to read this book".
+    """
+
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     tokens_per_s: float = 0.0
@@ -74,7 +82,10 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio``."""
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio``.
+
+    Defined in "How to read this book".
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)

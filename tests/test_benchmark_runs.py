@@ -1,0 +1,20 @@
+"""The benchmark must keep running (its numbers are not checked here: timings are not tests)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+
+def test_benchmark_quick_mode_runs():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_model.py"
+    spec = importlib.util.spec_from_file_location("bench_model", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run("cpu", quick=True)
+    assert result["decode_same_tokens_as_transformers"] is True
+    assert result["cache_speedup_flop_formula"] > 1
+    for key in ("train_ratio_ours_over_transformers", "decode_ratio_ours_over_transformers", "cache_speedup_measured"):
+        assert result[key] > 0
