@@ -38,6 +38,7 @@ from .text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
 from .train import TrainConfig, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "lowrank"
+SECTIONS = ("spectra", "fitting", "collapse", "heads", "trained")
 TOK = ByteTokenizer()
 
 
@@ -228,8 +229,17 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
     return rows
 
 
+def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
+    """The stored payload at ``path`` if it holds every section, else ``None`` (absent, or
+    a run still in progress). Defined in the chapter "The low-rank argument, tested"."""
+    stored = load_result(path)
+    if stored is None or any(name not in stored["results"] for name in SECTIONS):
+        return None
+    return stored
+
+
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True,
-        sections: tuple[str, ...] = ("spectra", "fitting", "collapse", "heads", "trained")) -> dict:
+        sections: tuple[str, ...] = SECTIONS) -> dict:
     """Run the chapter's sections at ``scale``; with ``out``, store after each section
     (atomically, with provenance) and skip the sections already stored.
 

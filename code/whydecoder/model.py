@@ -195,14 +195,19 @@ class Transformer(nn.Module):
         return prefix_len
 
     # ------------------------------------------------------------------ forward
-    def encode(self, source: torch.Tensor) -> torch.Tensor:
-        """Run the encoder stack of an encoder-decoder; returns ``(B, S, d)``."""
+    def encode(self, source: torch.Tensor | None = None, source_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the encoder stack of an encoder-decoder on tokens or embeddings; ``(B, S, d)``."""
         if self.encoder is None:
             raise ValueError(f"arch {self.cfg.arch!r} has no separate encoder")
-        self._check_tokens(source, "source")
-        return self.encoder(self.embed(source))
+        if source_embeds is None:
+            self._check_tokens(source, "source")
+            source_embeds = self.embed(source)
+        elif source_embeds.shape[1] > self.cfg.max_len:
+            raise ValueError(f"source of length {source_embeds.shape[1]} exceeds the model's max_len {self.cfg.max_len}")
+        return self.encoder(source_embeds)
 
-    def hidden_states(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None):
+    def hidden_states(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None,
+                      source_embeds=None):
         """The main stack's output ``(B, T, d)`` before the head; see the class docstring."""
         n_past = 0 if cache is None else cache.length
         if inputs_embeds is None:
@@ -216,13 +221,13 @@ class Transformer(nn.Module):
             raise ValueError("arch 'encoder' has no KV cache")
         if prefix_len is not None and self.cfg.arch != "prefix-lm":
             raise ValueError(f"prefix_len only applies to arch 'prefix-lm', not {self.cfg.arch!r}")
-        if source is not None and self.cfg.arch != "encoder-decoder":
+        if (source is not None or source_embeds is not None) and self.cfg.arch != "encoder-decoder":
             raise ValueError(f"source only applies to arch 'encoder-decoder', not {self.cfg.arch!r}")
         context = None
         if self.cfg.arch == "encoder-decoder" and not (cache is not None and cache.has_cross):
-            if source is None:
+            if source is None and source_embeds is None:
                 raise ValueError("arch 'encoder-decoder' needs source tokens")
-            context = self.encode(source)
+            context = self.encode(source, source_embeds)
         mask, is_causal = self._self_mask(x.shape[1], n_past, prefix_len, x.device)
         return self.decoder(x, mask, is_causal, start=n_past, context=context, cache=cache)
 

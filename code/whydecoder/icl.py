@@ -1,0 +1,363 @@
+"""In-context learning: is the prompt an implicit gradient step, and do causal decoders
+learn better in context?
+
+- The exact construction of von Oswald et al. (2023): one linear self-attention layer whose
+  forward pass is one gradient-descent step on the in-context examples.
+- The dual form of Dai et al. (2023): linear attention over demonstrations equals the
+  query times a weight matrix plus an update built from the demonstrations.
+- A linear self-attention layer trained on random regression tasks, against one GD step
+  with the best step size.
+- In-context linear regression (Garg et al. 2022) with small transformers that differ only
+  in their wiring: causal decoder, prefix-LM (demonstrations see each other, Ding et al.
+  2024), encoder-decoder; against least squares, ridge and nearest neighbours.
+
+Explained in the chapter "In-context learning".
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .config import ModelConfig
+from .model import Transformer
+from .results import load_result, save_result
+from .scale import current_scale
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "icl"
+ICL_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
+
+
+def regression_tasks(batch: int, n_points: int, dim: int, generator: torch.Generator, noise: float = 0.0):
+    """``batch`` random linear tasks ``y = w.x (+ noise)`` with ``w, x ~ N(0, I)``:
+    returns ``x (batch, n_points, dim)``, ``y (batch, n_points)`` and ``w (batch, dim)``.
+
+    Defined in the chapter "In-context learning".
+    """
+    if batch < 1 or n_points < 1 or dim < 1:
+        raise ValueError(f"batch, n_points and dim must be >= 1, got {batch}, {n_points}, {dim}")
+    w = torch.randn(batch, dim, generator=generator, dtype=torch.float64)
+    x = torch.randn(batch, n_points, dim, generator=generator, dtype=torch.float64)
+    y = torch.einsum("bnd,bd->bn", x, w)
+    if noise:
+        y = y + noise * torch.randn(y.shape, generator=generator, dtype=torch.float64)
+    return x, y, w
+
+
+def gd_prediction(x_ctx: torch.Tensor, y_ctx: torch.Tensor, x_query: torch.Tensor, lr: float) -> torch.Tensor:
+    """Prediction for ``x_query`` after one gradient step of size ``lr`` from ``W = 0`` on
+    the loss ``1/(2N) sum_i (W x_i - y_i)^2``: ``lr/N sum_i y_i x_i . x_query``.
+
+    Defined in the chapter "In-context learning".
+    """
+    n = x_ctx.shape[-2]
+    delta_w = lr / n * torch.einsum("bn,bnd->bd", y_ctx, x_ctx)
+    return torch.einsum("bd,bd->b", delta_w, x_query)
+
+
+def optimal_gd_lr(n: int, dim: int) -> float:
+    """The step size minimising the expected error of one GD step from zero, for
+    ``x, w ~ N(0, I)``: ``N / (N + dim + 1)`` (from the Wishart moment E[(X^T X)^2]).
+
+    Defined in the chapter "In-context learning".
+    """
+    return n / (n + dim + 1)
+
+
+class LinearSelfAttention(nn.Module):
+    """One linear self-attention layer (no softmax) over tokens ``e_i = (x_i, y_i)``:
+    the query token is updated by ``P/N sum_i (W_V e_i)(W_K e_i)^T (W_Q e_q)``, the sum over
+    the ``N`` context tokens; the prediction is the query's last coordinate.
+
+    Defined in the chapter "In-context learning".
+    """
+
+    def __init__(self, dim: int, init_scale: float = 0.0, generator: torch.Generator | None = None):
+        super().__init__()
+        size = dim + 1
+
+        def param():
+            return nn.Parameter(init_scale * torch.randn(size, size, generator=generator, dtype=torch.float64))
+
+        self.w_k, self.w_q, self.w_v, self.proj = param(), param(), param(), param()
+
+    def forward(self, x_ctx: torch.Tensor, y_ctx: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        ctx = torch.cat([x_ctx, y_ctx[..., None]], dim=-1)  # (B, N, dim + 1)
+        query = torch.cat([x_query, torch.zeros_like(x_query[..., :1])], dim=-1)  # (B, dim + 1)
+        keys, values = ctx @ self.w_k.T, ctx @ self.w_v.T
+        scores = torch.einsum("bnd,bd->bn", keys, query @ self.w_q.T) / ctx.shape[1]
+        update = torch.einsum("bn,bnd->bd", scores, values) @ self.proj.T
+        return (query + update)[..., -1]
+
+
+def gd_layer(dim: int, lr: float) -> LinearSelfAttention:
+    """von Oswald et al.'s construction: the layer whose forward pass is one GD step of
+    size ``lr``. Keys and queries read ``x``, values read ``y``, the projection scales by
+    ``lr``. Defined in the chapter "In-context learning".
+    """
+    layer = LinearSelfAttention(dim)
+    with torch.no_grad():
+        reads_x = torch.zeros(dim + 1, dim + 1, dtype=torch.float64)
+        reads_x[:dim, :dim] = torch.eye(dim, dtype=torch.float64)
+        layer.w_k.copy_(reads_x)
+        layer.w_q.copy_(reads_x)
+        layer.w_v.zero_()
+        layer.w_v[dim, dim] = 1.0
+        layer.proj.copy_(lr * torch.eye(dim + 1, dtype=torch.float64))
+    return layer
+
+
+def train_linear_attention(dim: int, n: int, steps: int, batch: int = 256, lr: float = 1e-3, seed: int = 0,
+                           progress: bool = False) -> tuple[LinearSelfAttention, list[float]]:
+    """Train a linear self-attention layer on random regression tasks (loss on the query).
+
+    Defined in the chapter "In-context learning".
+    """
+    g = torch.Generator().manual_seed(seed)
+    layer = LinearSelfAttention(dim, init_scale=0.05, generator=g)
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
+    losses = []
+    for _ in tqdm(range(steps), desc="train LSA", disable=not progress, leave=False):
+        x, y, _ = regression_tasks(batch, n + 1, dim, g)
+        loss = (layer(x[:, :n], y[:, :n], x[:, n]) - y[:, n]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return layer, losses
+
+
+class InContextRegressor(nn.Module):
+    """A transformer reading regression examples as tokens and predicting the query's ``y``.
+
+    Tokens are ``[x, y, is_query, is_start]``: a start token, then ``k`` demonstrations,
+    then the query (``y = 0``). The architectures differ only in wiring:
+
+    - ``decoder``: one causal stack over ``[start, demos, query]``;
+    - ``prefix-lm``: the same, with ``[start, demos]`` as a bidirectional prefix;
+    - ``encoder-decoder``: the encoder reads ``[start, demos]``, the decoder the query
+      (half the layers in each stack, so the parameter counts match).
+
+    No positional encoding: the demonstrations are a set. Defined in the chapter
+    "In-context learning".
+    """
+
+    def __init__(self, arch: str, dim: int, max_points: int, d_model: int = 64, n_layers: int = 4, n_heads: int = 4):
+        super().__init__()
+        if arch not in ICL_ARCHS:
+            raise ValueError(f"unknown arch {arch!r} for in-context regression; expected one of {ICL_ARCHS}")
+        if arch == "encoder-decoder" and n_layers % 2:
+            raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
+        layers = dict(n_layers=n_layers)
+        if arch == "encoder-decoder":
+            layers = dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+        self.arch, self.dim, self.max_points = arch, dim, max_points
+        self.core = Transformer(ModelConfig(arch=arch, vocab_size=1, max_len=max_points + 2, d_model=d_model,
+                                            n_heads=n_heads, position="none", **layers))
+        self.read_in = nn.Linear(dim + 3, d_model)
+        self.read_out = nn.Linear(d_model, 1)
+
+    def _tokens(self, x_ctx, y_ctx, x_query):
+        b, k, d = x_ctx.shape
+        start = torch.zeros(b, 1, d + 3, dtype=x_ctx.dtype)
+        start[..., -1] = 1
+        demos = torch.cat([x_ctx, y_ctx[..., None], torch.zeros(b, k, 2, dtype=x_ctx.dtype)], dim=-1)
+        query = torch.cat([x_query, torch.zeros(b, 1, dtype=x_ctx.dtype), torch.ones(b, 1, dtype=x_ctx.dtype),
+                           torch.zeros(b, 1, dtype=x_ctx.dtype)], dim=-1)[:, None]
+        return torch.cat([start, demos], dim=1), query
+
+    def forward(self, x_ctx: torch.Tensor, y_ctx: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        if x_ctx.shape[1] > self.max_points:
+            raise ValueError(f"{x_ctx.shape[1]} demonstrations exceed max_points {self.max_points}")
+        if x_ctx.shape[-1] != self.dim or x_query.shape[-1] != self.dim:
+            raise ValueError(f"inputs must have dimension {self.dim}, got {x_ctx.shape[-1]} and {x_query.shape[-1]}")
+        context, query = self._tokens(x_ctx.float(), y_ctx.float(), x_query.float())
+        context, query = self.read_in(context), self.read_in(query)
+        if self.arch == "encoder-decoder":
+            h = self.core.hidden_states(inputs_embeds=query, source_embeds=context)
+        else:
+            prefix = context.shape[1] if self.arch == "prefix-lm" else None
+            h = self.core.hidden_states(inputs_embeds=torch.cat([context, query], dim=1), prefix_len=prefix)
+        return self.read_out(h[:, -1]).squeeze(-1).double()
+
+
+def train_regressor(model: InContextRegressor, steps: int, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+                    progress: bool = False) -> list[float]:
+    """Train on random tasks; each step draws a number of demonstrations ``k`` in
+    ``[0, max_points]`` for the whole batch. Defined in the chapter "In-context learning"."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), desc=f"train {model.arch}", disable=not progress, leave=False):
+        k = int(torch.randint(0, model.max_points + 1, (1,), generator=g))
+        x, y, _ = regression_tasks(batch, k + 1, model.dim, g)
+        loss = (model(x[:, :k], y[:, :k], x[:, k]) - y[:, k]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def baselines(x_ctx, y_ctx, x_query, ridge: float = 0.1) -> dict[str, torch.Tensor]:
+    """Least squares (minimum norm), ridge and 1-nearest-neighbour predictions.
+
+    Defined in the chapter "In-context learning".
+    """
+    k = x_ctx.shape[1]
+    if k == 0:
+        zero = torch.zeros(x_query.shape[0], dtype=torch.float64)
+        return {"least squares": zero, "ridge": zero, "nearest neighbour": zero}
+    w_ls = torch.linalg.pinv(x_ctx) @ y_ctx[..., None]
+    eye = torch.eye(x_ctx.shape[-1], dtype=x_ctx.dtype)
+    xt = x_ctx.transpose(1, 2)
+    w_ridge = torch.linalg.solve(xt @ x_ctx + ridge * eye, xt @ y_ctx[..., None])
+    nearest = (x_ctx - x_query[:, None]).norm(dim=-1).argmin(dim=1)
+    return {
+        "least squares": (w_ls.squeeze(-1) * x_query).sum(-1),
+        "ridge": (w_ridge.squeeze(-1) * x_query).sum(-1),
+        "nearest neighbour": y_ctx.gather(1, nearest[:, None]).squeeze(1),
+    }
+
+
+@torch.no_grad()
+def error_curve(predict, max_points: int, dim: int, n_tasks: int = 2000, seed: int = 12345) -> list[float]:
+    """Mean squared error on the query divided by ``dim`` (Garg et al.'s normalisation),
+    for ``k = 0 .. max_points`` demonstrations, on fixed test tasks.
+
+    Defined in the chapter "In-context learning".
+    """
+    g = torch.Generator().manual_seed(seed)
+    x, y, _ = regression_tasks(n_tasks, max_points + 1, dim, g)
+    return [float((predict(x[:, :k], y[:, :k], x[:, max_points]) - y[:, max_points]).pow(2).mean() / dim)
+            for k in range(max_points + 1)]
+
+
+@dataclass(frozen=True)
+class ICLSettings:
+    """Sizes of one scale of the in-context learning experiments.
+
+    Defined in the chapter "In-context learning".
+    """
+
+    dim: int
+    max_points: int
+    lsa_dim: int
+    lsa_n: int
+    lsa_steps: int
+    d_model: int
+    n_layers: int
+    steps: int
+    seeds: tuple[int, ...]
+    n_tasks: int
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+SETTINGS = {
+    "smoke": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=300, d_model=32, n_layers=2,
+                         steps=60, seeds=(0,), n_tasks=500),
+    "full": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=4000, d_model=64, n_layers=4,
+                        steps=3000, seeds=(0, 1), n_tasks=4000),
+}
+SECTIONS = ("linear_attention", "regression")
+
+
+def _linear_attention_section(s: ICLSettings, progress: bool) -> dict:
+    layer, losses = train_linear_attention(s.lsa_dim, s.lsa_n, s.lsa_steps, progress=progress)
+    eta = optimal_gd_lr(s.lsa_n, s.lsa_dim)
+    g = torch.Generator().manual_seed(999)
+    x, y, _ = regression_tasks(4000, s.lsa_n + 1, s.lsa_dim, g)
+    ctx = (x[:, : s.lsa_n], y[:, : s.lsa_n], x[:, s.lsa_n])
+    with torch.no_grad():
+        trained_pred = layer(*ctx)
+        gd_pred = gd_prediction(*ctx, lr=eta)
+        ls_pred = baselines(*ctx)["least squares"]
+    target = y[:, s.lsa_n]
+
+    def mse(p):
+        return float((p - target).pow(2).mean())
+
+    return {
+        "losses": losses[:: max(1, len(losses) // 200)],
+        "eta_star": eta,
+        "mse_trained": mse(trained_pred),
+        "mse_gd": mse(gd_pred),
+        "mse_least_squares": mse(ls_pred),
+        "mse_zero": mse(torch.zeros_like(target)),
+        "prediction_gap": float((trained_pred - gd_pred).pow(2).mean() / gd_pred.pow(2).mean()),
+        "cosine": float(torch.nn.functional.cosine_similarity(trained_pred, gd_pred, dim=0)),
+    }
+
+
+def _regression_section(s: ICLSettings, progress: bool) -> dict:
+    curves = {}
+    for arch in ICL_ARCHS:
+        for seed in s.seeds:
+            torch.manual_seed(seed)
+            model = InContextRegressor(arch, s.dim, s.max_points, d_model=s.d_model, n_layers=s.n_layers)
+            losses = train_regressor(model, s.steps, seed=seed, progress=progress)
+            curves[f"{arch}/{seed}"] = {
+                "arch": arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+                "final_train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+                "errors": error_curve(model, s.max_points, s.dim, s.n_tasks),
+            }
+    for name in ("least squares", "ridge", "nearest neighbour"):
+        curves[name] = {"arch": name, "seed": None, "parameters": 0, "final_train_loss": None,
+                        "errors": error_curve(lambda *a, n=name: baselines(*a)[n], s.max_points, s.dim, s.n_tasks)}
+    return curves
+
+
+def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+    """Run the chapter's experiments at ``scale``; with ``out``, store after each section
+    and skip sections already stored. Defined in the chapter "In-context learning"."""
+    scale = current_scale(scale)
+    s = SETTINGS[scale]
+    stored = load_result(out) if out is not None else None
+    results = dict(stored["results"]) if stored else {}
+    if results.setdefault("settings", s.as_dict()) != s.as_dict():
+        raise ValueError(f"{out} holds results for other settings; move it away to start again")
+    command = f"python -m whydecoder.icl --scale {scale}" + (f" --out {out}" if out else "")
+    steps = {"linear_attention": _linear_attention_section, "regression": _regression_section}
+    for name in SECTIONS:
+        if name not in results:
+            results[name] = steps[name](s, progress)
+            if out is not None:
+                save_result(out, results, command=command)
+    return results
+
+
+def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
+    """The stored payload if it holds every section, else ``None``.
+
+    Defined in the chapter "In-context learning".
+    """
+    stored = load_result(path)
+    if stored is None or any(name not in stored["results"] for name in SECTIONS):
+        return None
+    return stored
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="The in-context learning chapter's experiments.")
+    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    scale = current_scale(args.scale)
+    out = args.out or RESULTS_DIR / f"{scale}.json"
+    run(scale, out)
+    print(f"stored {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from whydecoder.icl import (
+    ICL_ARCHS, InContextRegressor, LinearSelfAttention, baselines, error_curve, gd_layer, gd_prediction,
+    optimal_gd_lr, regression_tasks, train_linear_attention, train_regressor,
+)
+
+
+def _tasks(batch=16, n=11, dim=5, seed=0):
+    x, y, w = regression_tasks(batch, n, dim, torch.Generator().manual_seed(seed))
+    return x[:, : n - 1], y[:, : n - 1], x[:, n - 1], y[:, n - 1]
+
+
+def test_constructed_layer_is_one_gradient_step():
+    x, y, xq, _ = _tasks()
+    for lr in (0.1, 0.625, 2.0):
+        torch.testing.assert_close(gd_layer(5, lr)(x, y, xq), gd_prediction(x, y, xq, lr), rtol=0, atol=1e-12)
+
+
+def test_gd_prediction_is_a_step_on_the_squared_loss():
+    """Against autograd: the gradient of 1/(2N) sum (W x_i - y_i)^2 at W = 0."""
+    x, y, xq, _ = _tasks(batch=1)
+    w = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    loss = 0.5 * ((x[0] @ w - y[0]) ** 2).mean()
+    loss.backward()
+    torch.testing.assert_close(-0.3 * w.grad @ xq[0], gd_prediction(x, y, xq, 0.3)[0])
+
+
+def test_optimal_step_size_beats_its_neighbours():
+    x, y, xq, yq = _tasks(batch=20000, seed=1)
+    best = optimal_gd_lr(10, 5)
+    err = {lr: float((gd_prediction(x, y, xq, lr) - yq).pow(2).mean()) for lr in (0.8 * best, best, 1.2 * best)}
+    assert err[best] < err[0.8 * best] and err[best] < err[1.2 * best]
+
+
+def test_trained_linear_attention_learns_something():
+    layer, losses = train_linear_attention(3, 6, steps=150, batch=128, lr=1e-2)
+    assert sum(losses[-20:]) / 20 < 0.8 * sum(losses[:20]) / 20
+
+
+def test_baselines_recover_the_task_with_enough_points():
+    x, y, xq, yq = _tasks(batch=8, n=12)
+    preds = baselines(x, y, xq)
+    torch.testing.assert_close(preds["least squares"], yq)
+    assert (preds["ridge"] - yq).abs().max() < 0.2
+
+
+@pytest.mark.parametrize("arch", ICL_ARCHS)
+def test_regressor_runs_for_every_k_and_trains(arch):
+    torch.manual_seed(0)
+    model = InContextRegressor(arch, dim=3, max_points=5, d_model=16, n_layers=2, n_heads=2)
+    x, y, xq, _ = _tasks(batch=4, n=6, dim=3)
+    for k in range(6):
+        assert model(x[:, :k], y[:, :k], xq).shape == (4,)
+    losses = train_regressor(model, steps=5, batch=8)
+    assert len(losses) == 5
+    curve = error_curve(model, 5, 3, n_tasks=20)
+    assert len(curve) == 6 and all(e >= 0 for e in curve)
+
+
+def test_prefix_lm_demos_see_each_other_and_causal_do_not():
+    """Changing the last demonstration changes the causal model's view of the first one
+    only through the query; in the prefix-LM it changes the first demo's representation."""
+    torch.manual_seed(0)
+    x, y, xq, _ = _tasks(batch=1, n=5, dim=3)
+    changed = y.clone()
+    changed[0, -1] += 1.0
+    for arch, should_change in (("decoder", False), ("prefix-lm", True)):
+        model = InContextRegressor(arch, dim=3, max_points=5, d_model=16, n_layers=2, n_heads=2)
+        context, query = model._tokens(x.float(), y.float(), xq.float())
+        context2, _ = model._tokens(x.float(), changed.float(), xq.float())
+        prefix = context.shape[1] if arch == "prefix-lm" else None
+        h1 = model.core.hidden_states(inputs_embeds=model.read_in(torch.cat([context, query], 1)), prefix_len=prefix)
+        h2 = model.core.hidden_states(inputs_embeds=model.read_in(torch.cat([context2, query], 1)), prefix_len=prefix)
+        assert bool((h1[0, 1] - h2[0, 1]).abs().max() > 1e-6) == should_change
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: InContextRegressor("encoder", 3, 5), "unknown arch 'encoder'"),
+        (lambda: InContextRegressor("encoder-decoder", 3, 5, n_layers=3), "odd n_layers=3"),
+        (lambda: InContextRegressor("decoder", 3, 2)(*_tasks(2, 5, 3)[:3]), "4 demonstrations exceed max_points 2"),
+        (lambda: InContextRegressor("decoder", 4, 5)(*_tasks(2, 5, 3)[:3]), "dimension 4"),
+        (lambda: regression_tasks(0, 3, 2, torch.Generator()), "got 0"),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_linear_attention_zero_init_predicts_zero():
+    x, y, xq, _ = _tasks()
+    assert (LinearSelfAttention(5)(x, y, xq) == 0).all()
