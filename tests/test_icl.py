@@ -94,3 +94,35 @@ def test_bad_input(call, message):
 def test_linear_attention_zero_init_predicts_zero():
     x, y, xq, _ = _tasks()
     assert (LinearSelfAttention(5)(x, y, xq) == 0).all()
+
+
+def test_discrete_tasks_are_well_formed():
+    from whydecoder.icl import discrete_tasks
+
+    g = torch.Generator().manual_seed(0)
+    x, y, xq, yq = discrete_tasks("shift", 50, 3, 16, g)
+    shift = (y - x) % 16
+    assert (shift == shift[:, :1]).all()  # one shift per task
+    assert ((yq - xq) % 16 == shift[:, 0]).all()
+    assert not (x == xq[:, None]).any()  # the query is new
+    x, y, xq, yq = discrete_tasks("lookup", 50, 4, 16, g)
+    hit = x == xq[:, None]
+    assert hit.sum(1).eq(1).all() and (y[hit] == yq).all()  # the query was demonstrated
+    with pytest.raises(ValueError, match="'sort'"):
+        discrete_tasks("sort", 2, 2, 8, g)
+    with pytest.raises(ValueError, match="k=8"):
+        discrete_tasks("shift", 2, 8, 8, g)
+
+
+@pytest.mark.parametrize("arch", ICL_ARCHS)
+def test_few_shot_classifier_runs_and_trains(arch):
+    from whydecoder.icl import FewShotClassifier, accuracy_curve, train_few_shot
+
+    torch.manual_seed(0)
+    model = FewShotClassifier(arch, n_symbols=8, max_shots=3, d_model=16, n_layers=2, n_heads=2)
+    losses = train_few_shot(model, "lookup", steps=4, batch=8)
+    assert len(losses) == 4
+    acc = accuracy_curve(model, "lookup", n_tasks=20)
+    assert len(acc) == 3 and all(0 <= a <= 1 for a in acc)
+    with pytest.raises(ValueError, match="4 demonstrations exceed max_shots 3"):
+        model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, dtype=torch.long))

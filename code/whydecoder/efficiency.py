@@ -75,7 +75,11 @@ def settings_for(scale: str | None = None) -> EfficiencySettings:
     return SETTINGS[current_scale(scale)]
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls.
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -108,9 +112,9 @@ def decode_step_costs(model: Transformer, lengths, repeats: int = 3, seed: int =
             model(tokens[:, :t], cache=cache)
             caches.append(cache)
         model(tokens[:, t:], cache=caches.pop())  # warm-up
-        cached = _median_seconds(lambda: model(tokens[:, t:], cache=caches.pop()), repeats)
+        cached = median_seconds(lambda: model(tokens[:, t:], cache=caches.pop()), repeats)
         model(tokens)  # warm-up
-        uncached = _median_seconds(lambda: model(tokens), repeats)
+        uncached = median_seconds(lambda: model(tokens), repeats)
         rows.append({
             "context": t,
             "seconds_cached": cached,

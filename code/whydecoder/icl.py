@@ -242,6 +242,111 @@ def error_curve(predict, max_points: int, dim: int, n_tasks: int = 2000, seed: i
             for k in range(max_points + 1)]
 
 
+DISCRETE_TASKS = ("shift", "lookup")
+
+
+def discrete_tasks(kind: str, batch: int, k: int, n_symbols: int, generator: torch.Generator):
+    """Few-shot tasks over ``n_symbols`` symbols, each with its own hidden function ``f``:
+
+    - ``"shift"``: ``f(x) = (x + c) mod n_symbols`` with a random ``c`` per task; the query
+      is a symbol not among the ``k`` demonstrations, so ``c`` must be inferred;
+    - ``"lookup"``: ``f`` is a random permutation; the query is one of the demonstrated
+      keys, so its answer must be found and copied.
+
+    Returns ``x_ctx, y_ctx (batch, k)``, ``x_query, y_query (batch,)``.
+    Defined in the chapter "In-context learning".
+    """
+    if kind not in DISCRETE_TASKS:
+        raise ValueError(f"unknown task {kind!r}; expected one of {DISCRETE_TASKS}")
+    if not 1 <= k < n_symbols:
+        raise ValueError(f"k={k} demonstrations must be in [1, n_symbols - 1 = {n_symbols - 1}]")
+    keys = torch.stack([torch.randperm(n_symbols, generator=generator) for _ in range(batch)])
+    x_ctx = keys[:, :k]
+    if kind == "shift":
+        shift = torch.randint(0, n_symbols, (batch, 1), generator=generator)
+        f = (torch.arange(n_symbols)[None] + shift) % n_symbols
+        x_query = keys[:, k]
+    else:
+        f = torch.stack([torch.randperm(n_symbols, generator=generator) for _ in range(batch)])
+        x_query = x_ctx.gather(1, torch.randint(0, k, (batch, 1), generator=generator)).squeeze(1)
+    return x_ctx, f.gather(1, x_ctx), x_query, f.gather(1, x_query[:, None]).squeeze(1)
+
+
+class FewShotClassifier(nn.Module):
+    """A token-level transformer reading ``<start> x1 y1 ... xk yk`` and then the query
+    ``xq``, predicting ``f(xq)`` among the symbols; wired as in :class:`InContextRegressor`
+    (prefix: start and demonstrations). Rotary positions pair each ``x_i`` with its ``y_i``.
+
+    Defined in the chapter "In-context learning".
+    """
+
+    def __init__(self, arch: str, n_symbols: int, max_shots: int, d_model: int = 64, n_layers: int = 4,
+                 n_heads: int = 4):
+        super().__init__()
+        if arch not in ICL_ARCHS:
+            raise ValueError(f"unknown arch {arch!r} for few-shot tasks; expected one of {ICL_ARCHS}")
+        if arch == "encoder-decoder" and n_layers % 2:
+            raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
+        layers = dict(n_layers=n_layers)
+        if arch == "encoder-decoder":
+            layers = dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+        self.arch, self.n_symbols, self.max_shots = arch, n_symbols, max_shots
+        self.start = n_symbols
+        self.core = Transformer(ModelConfig(arch=arch, vocab_size=n_symbols + 1, max_len=2 * max_shots + 2,
+                                            d_model=d_model, n_heads=n_heads, position="rope", **layers))
+
+    def forward(self, x_ctx: torch.Tensor, y_ctx: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        b, k = x_ctx.shape
+        if k > self.max_shots:
+            raise ValueError(f"{k} demonstrations exceed max_shots {self.max_shots}")
+        demos = torch.stack([x_ctx, y_ctx], dim=2).reshape(b, 2 * k)
+        context = torch.cat([torch.full((b, 1), self.start, dtype=torch.long), demos], dim=1)
+        if self.arch == "encoder-decoder":
+            logits = self.core(x_query[:, None], source=context)
+        else:
+            prefix = context.shape[1] if self.arch == "prefix-lm" else None
+            logits = self.core(torch.cat([context, x_query[:, None]], dim=1), prefix_len=prefix)
+        return logits[:, -1, : self.n_symbols]
+
+
+def train_few_shot(model: FewShotClassifier, kind: str, steps: int, batch: int = 64, lr: float = 1e-3,
+                   seed: int = 0, progress: bool = False) -> list[float]:
+    """Train on random tasks of one kind, ``k`` drawn in ``[1, max_shots]`` per step.
+
+    Defined in the chapter "In-context learning".
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), desc=f"few-shot {kind} {model.arch}", disable=not progress, leave=False):
+        k = int(torch.randint(1, model.max_shots + 1, (1,), generator=g))
+        x_ctx, y_ctx, x_query, y_query = discrete_tasks(kind, batch, k, model.n_symbols, g)
+        loss = nn.functional.cross_entropy(model(x_ctx, y_ctx, x_query), y_query)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def accuracy_curve(model: FewShotClassifier, kind: str, n_tasks: int = 1000, seed: int = 54321) -> list[float]:
+    """Query accuracy for ``k = 1 .. max_shots`` demonstrations on fixed test tasks.
+
+    Defined in the chapter "In-context learning".
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(1, model.max_shots + 1):
+        x_ctx, y_ctx, x_query, y_query = discrete_tasks(kind, n_tasks, k, model.n_symbols, g)
+        out.append(float((model(x_ctx, y_ctx, x_query).argmax(-1) == y_query).float().mean()))
+    return out
+
+
 @dataclass(frozen=True)
 class ICLSettings:
     """Sizes of one scale of the in-context learning experiments.
@@ -259,6 +364,9 @@ class ICLSettings:
     steps: int
     seeds: tuple[int, ...]
     n_tasks: int
+    n_symbols: int = 16
+    max_shots: int = 8
+    few_shot_steps: int = 60
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -266,11 +374,11 @@ class ICLSettings:
 
 SETTINGS = {
     "smoke": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=300, d_model=32, n_layers=2,
-                         steps=60, seeds=(0,), n_tasks=500),
+                         steps=60, seeds=(0,), n_tasks=500, few_shot_steps=40),
     "full": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=4000, d_model=64, n_layers=4,
-                        steps=3000, seeds=(0, 1), n_tasks=4000),
+                        steps=3000, seeds=(0, 1), n_tasks=4000, few_shot_steps=1500),
 }
-SECTIONS = ("linear_attention", "regression")
+SECTIONS = ("linear_attention", "regression", "few_shot")
 
 
 def _linear_attention_section(s: ICLSettings, progress: bool) -> dict:
@@ -318,6 +426,19 @@ def _regression_section(s: ICLSettings, progress: bool) -> dict:
     return curves
 
 
+def _few_shot_section(s: ICLSettings, progress: bool) -> dict:
+    curves = {}
+    for kind in DISCRETE_TASKS:
+        for arch in ICL_ARCHS:
+            for seed in s.seeds:
+                torch.manual_seed(seed)
+                model = FewShotClassifier(arch, s.n_symbols, s.max_shots, d_model=s.d_model, n_layers=s.n_layers)
+                train_few_shot(model, kind, s.few_shot_steps, seed=seed, progress=progress)
+                curves[f"{kind}/{arch}/{seed}"] = {"task": kind, "arch": arch, "seed": seed,
+                                                   "accuracy": accuracy_curve(model, kind)}
+    return curves
+
+
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
     """Run the chapter's experiments at ``scale``; with ``out``, store after each section
     and skip sections already stored. Defined in the chapter "In-context learning"."""
@@ -328,7 +449,8 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     if results.setdefault("settings", s.as_dict()) != s.as_dict():
         raise ValueError(f"{out} holds results for other settings; move it away to start again")
     command = f"python -m whydecoder.icl --scale {scale}" + (f" --out {out}" if out else "")
-    steps = {"linear_attention": _linear_attention_section, "regression": _regression_section}
+    steps = {"linear_attention": _linear_attention_section, "regression": _regression_section,
+             "few_shot": _few_shot_section}
     for name in SECTIONS:
         if name not in results:
             results[name] = steps[name](s, progress)
