@@ -11,7 +11,6 @@ Explained in the chapter "Efficiency: the KV cache".
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from .accounting import forward_flops, kv_cache_bytes, parameter_count
 from .config import ModelConfig
 from .model import Transformer
-from .results import load_result, save_result
+from .results import experiment_main, run_sections, settings_dict
 from .scale import current_scale
 from .text import ByteTokenizer
 
@@ -241,18 +240,7 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    stored = load_result(out) if out is not None else None
-    results = dict(stored["results"]) if stored else {}
-    if results.get("settings", s.__dict__ | {"lengths": list(s.lengths)}) != s.__dict__ | {"lengths": list(s.lengths)}:
-        raise ValueError(f"{out} holds results for other settings; move it away to start again")
-    results["settings"] = s.__dict__ | {"lengths": list(s.lengths)}
     command = f"python -m whydecoder.efficiency --scale {scale}" + (f" --out {out}" if out else "")
-
-    def section(name, compute):
-        if name not in results:
-            results[name] = compute()
-            if out is not None:
-                save_result(out, results, command=command)
 
     def decode():
         torch.manual_seed(seed)
@@ -267,22 +255,8 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
                               "turns": dialogue_costs(model, s.turns, s.user_len, s.reply_len, seed, progress)}
         return out_rows
 
-    section("decode_steps", decode)
-    section("dialogue", dialogue)
-    return results
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Measure decoding and dialogue costs (chapter 'Efficiency').")
-    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
-    parser.add_argument("--out", default=None, help="where to store the results (JSON)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    scale = current_scale(args.scale)
-    out = args.out or RESULTS_DIR / f"{scale}.json"
-    run(scale, out, args.seed)
-    print(f"stored {out}")
+    return run_sections({"decode_steps": decode, "dialogue": dialogue}, settings_dict(s), out, command)
 
 
 if __name__ == "__main__":
-    main()
+    experiment_main("efficiency", run, RESULTS_DIR)

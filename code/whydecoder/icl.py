@@ -16,8 +16,7 @@ Explained in the chapter "In-context learning".
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,7 +25,8 @@ from tqdm import tqdm
 
 from .config import ModelConfig
 from .model import Transformer
-from .results import load_result, save_result
+from .results import experiment_main, run_sections, settings_dict
+from .results import load_complete as load_stored
 from .scale import current_scale
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "icl"
@@ -132,6 +132,18 @@ def train_linear_attention(dim: int, n: int, steps: int, batch: int = 256, lr: f
     return layer, losses
 
 
+def _equal_size_layers(arch: str, n_layers: int, task: str) -> dict:
+    """Depth arguments giving each architecture about the same size: the encoder-decoder
+    splits ``n_layers`` between its two stacks."""
+    if arch not in ICL_ARCHS:
+        raise ValueError(f"unknown arch {arch!r} for {task}; expected one of {ICL_ARCHS}")
+    if arch != "encoder-decoder":
+        return dict(n_layers=n_layers)
+    if n_layers % 2:
+        raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
+    return dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+
+
 class InContextRegressor(nn.Module):
     """A transformer reading regression examples as tokens and predicting the query's ``y``.
 
@@ -149,13 +161,7 @@ class InContextRegressor(nn.Module):
 
     def __init__(self, arch: str, dim: int, max_points: int, d_model: int = 64, n_layers: int = 4, n_heads: int = 4):
         super().__init__()
-        if arch not in ICL_ARCHS:
-            raise ValueError(f"unknown arch {arch!r} for in-context regression; expected one of {ICL_ARCHS}")
-        if arch == "encoder-decoder" and n_layers % 2:
-            raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
-        layers = dict(n_layers=n_layers)
-        if arch == "encoder-decoder":
-            layers = dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+        layers = _equal_size_layers(arch, n_layers, "in-context regression")
         self.arch, self.dim, self.max_points = arch, dim, max_points
         self.core = Transformer(ModelConfig(arch=arch, vocab_size=1, max_len=max_points + 2, d_model=d_model,
                                             n_heads=n_heads, position="none", **layers))
@@ -186,19 +192,17 @@ class InContextRegressor(nn.Module):
         return self.read_out(h[:, -1]).squeeze(-1).double()
 
 
-def train_regressor(model: InContextRegressor, steps: int, batch: int = 64, lr: float = 1e-3, seed: int = 0,
-                    progress: bool = False) -> list[float]:
-    """Train on random tasks; each step draws a number of demonstrations ``k`` in
-    ``[0, max_points]`` for the whole batch. Defined in the chapter "In-context learning"."""
+def _train_episodes(model: nn.Module, episode_loss, steps: int, lr: float, seed: int, desc: str,
+                    progress: bool) -> list[float]:
+    """AdamW on one freshly drawn batch of tasks per step; ``episode_loss(generator)``
+    draws the tasks and returns the loss."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     model.train()
-    for _ in tqdm(range(steps), desc=f"train {model.arch}", disable=not progress, leave=False):
-        k = int(torch.randint(0, model.max_points + 1, (1,), generator=g))
-        x, y, _ = regression_tasks(batch, k + 1, model.dim, g)
-        loss = (model(x[:, :k], y[:, :k], x[:, k]) - y[:, k]).pow(2).mean()
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+        loss = episode_loss(g)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -206,6 +210,19 @@ def train_regressor(model: InContextRegressor, steps: int, batch: int = 64, lr: 
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def train_regressor(model: InContextRegressor, steps: int, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+                    progress: bool = False) -> list[float]:
+    """Train on random tasks; each step draws a number of demonstrations ``k`` in
+    ``[0, max_points]`` for the whole batch. Defined in the chapter "In-context learning"."""
+
+    def episode_loss(g):
+        k = int(torch.randint(0, model.max_points + 1, (1,), generator=g))
+        x, y, _ = regression_tasks(batch, k + 1, model.dim, g)
+        return (model(x[:, :k], y[:, :k], x[:, k]) - y[:, k]).pow(2).mean()
+
+    return _train_episodes(model, episode_loss, steps, lr, seed, f"train {model.arch}", progress)
 
 
 def baselines(x_ctx, y_ctx, x_query, ridge: float = 0.1) -> dict[str, torch.Tensor]:
@@ -283,13 +300,7 @@ class FewShotClassifier(nn.Module):
     def __init__(self, arch: str, n_symbols: int, max_shots: int, d_model: int = 64, n_layers: int = 4,
                  n_heads: int = 4):
         super().__init__()
-        if arch not in ICL_ARCHS:
-            raise ValueError(f"unknown arch {arch!r} for few-shot tasks; expected one of {ICL_ARCHS}")
-        if arch == "encoder-decoder" and n_layers % 2:
-            raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
-        layers = dict(n_layers=n_layers)
-        if arch == "encoder-decoder":
-            layers = dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+        layers = _equal_size_layers(arch, n_layers, "few-shot tasks")
         self.arch, self.n_symbols, self.max_shots = arch, n_symbols, max_shots
         self.start = n_symbols
         self.core = Transformer(ModelConfig(arch=arch, vocab_size=n_symbols + 1, max_len=2 * max_shots + 2,
@@ -315,22 +326,13 @@ def train_few_shot(model: FewShotClassifier, kind: str, steps: int, batch: int =
 
     Defined in the chapter "In-context learning".
     """
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    model.train()
-    for _ in tqdm(range(steps), desc=f"few-shot {kind} {model.arch}", disable=not progress, leave=False):
+
+    def episode_loss(g):
         k = int(torch.randint(1, model.max_shots + 1, (1,), generator=g))
         x_ctx, y_ctx, x_query, y_query = discrete_tasks(kind, batch, k, model.n_symbols, g)
-        loss = nn.functional.cross_entropy(model(x_ctx, y_ctx, x_query), y_query)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+        return nn.functional.cross_entropy(model(x_ctx, y_ctx, x_query), y_query)
+
+    return _train_episodes(model, episode_loss, steps, lr, seed, f"few-shot {kind} {model.arch}", progress)
 
 
 @torch.no_grad()
@@ -367,9 +369,6 @@ class ICLSettings:
     n_symbols: int = 16
     max_shots: int = 8
     few_shot_steps: int = 60
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 SETTINGS = {
@@ -444,19 +443,12 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     and skip sections already stored. Defined in the chapter "In-context learning"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    stored = load_result(out) if out is not None else None
-    results = dict(stored["results"]) if stored else {}
-    if results.setdefault("settings", s.as_dict()) != s.as_dict():
-        raise ValueError(f"{out} holds results for other settings; move it away to start again")
     command = f"python -m whydecoder.icl --scale {scale}" + (f" --out {out}" if out else "")
-    steps = {"linear_attention": _linear_attention_section, "regression": _regression_section,
-             "few_shot": _few_shot_section}
-    for name in SECTIONS:
-        if name not in results:
-            results[name] = steps[name](s, progress)
-            if out is not None:
-                save_result(out, results, command=command)
-    return results
+    sections = {"linear_attention": lambda: _linear_attention_section(s, progress),
+                "regression": lambda: _regression_section(s, progress),
+                "few_shot": lambda: _few_shot_section(s, progress)}
+    assert tuple(sections) == SECTIONS
+    return run_sections(sections, settings_dict(s), out, command)
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
@@ -464,22 +456,8 @@ def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
 
     Defined in the chapter "In-context learning".
     """
-    stored = load_result(path)
-    if stored is None or any(name not in stored["results"] for name in SECTIONS):
-        return None
-    return stored
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="The in-context learning chapter's experiments.")
-    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    scale = current_scale(args.scale)
-    out = args.out or RESULTS_DIR / f"{scale}.json"
-    run(scale, out)
-    print(f"stored {out}")
+    return load_stored(path, SECTIONS)
 
 
 if __name__ == "__main__":
-    main()
+    experiment_main("icl", run, RESULTS_DIR)

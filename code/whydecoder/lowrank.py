@@ -19,8 +19,7 @@ Explained in the chapter "The low-rank argument, tested".
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,7 +31,8 @@ from .model import Transformer
 from .objectives import full_lm, masked_lm
 from .rank import (COLLAPSE_VARIANTS, collapse_curve, condition_number, effective_rank, fit_attention,
                    numerical_rank, random_attention, random_stochastic, singular_values)
-from .results import load_result, save_result
+from .results import experiment_main, run_sections, settings_dict
+from .results import load_complete as load_stored
 from .scale import current_scale
 from .text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
 from .train import TrainConfig, evaluate, train
@@ -71,8 +71,6 @@ class LowRankSettings:
             raise ValueError(f"attn_n {self.attn_n} exceeds the training length lm_seq {self.lm_seq}: "
                              "positions beyond it were never trained")
 
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 SETTINGS = {
@@ -232,10 +230,7 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload at ``path`` if it holds every section, else ``None`` (absent, or
     a run still in progress). Defined in the chapter "The low-rank argument, tested"."""
-    stored = load_result(path)
-    if stored is None or any(name not in stored["results"] for name in SECTIONS):
-        return None
-    return stored
+    return load_stored(path, SECTIONS)
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True,
@@ -247,10 +242,6 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    stored = load_result(out) if out is not None else None
-    results = dict(stored["results"]) if stored else {}
-    if results.setdefault("settings", s.as_dict()) != s.as_dict():
-        raise ValueError(f"{out} holds results for other settings; move it away to start again")
     command = f"python -m whydecoder.lowrank --scale {scale}" + (f" --out {out}" if out else "")
     steps = {"spectra": lambda: spectra(s, progress), "fitting": lambda: fitting(s, progress),
              "collapse": lambda: collapse(s), "heads": lambda: heads(s, progress),
@@ -258,24 +249,8 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     unknown = [name for name in sections if name not in steps]
     if unknown:
         raise ValueError(f"unknown section {unknown[0]!r}; expected some of {tuple(steps)}")
-    for name in sections:
-        if name not in results:
-            results[name] = steps[name]()
-            if out is not None:
-                save_result(out, results, command=command)
-    return results
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="The low-rank chapter's experiments.")
-    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
-    parser.add_argument("--out", default=None, help="where to store the results (JSON)")
-    args = parser.parse_args(argv)
-    scale = current_scale(args.scale)
-    out = args.out or RESULTS_DIR / f"{scale}.json"
-    run(scale, out)
-    print(f"stored {out}")
+    return run_sections({name: steps[name] for name in sections}, settings_dict(s), out, command)
 
 
 if __name__ == "__main__":
-    main()
+    experiment_main("lowrank", run, RESULTS_DIR)

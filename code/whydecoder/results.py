@@ -105,3 +105,63 @@ def load_result(path: str | os.PathLike) -> dict | None:
     if set(payload) != {"provenance", "results"}:
         raise ValueError(f"{path} is not a stored result (keys {sorted(payload)})")
     return payload
+
+
+def settings_dict(settings) -> dict:
+    """A settings dataclass as JSON-ready data (tuples become lists), for storing and comparing.
+
+    Defined in "How to read this book".
+    """
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
+
+
+def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, command: str) -> dict:
+    """Compute each named section (a zero-argument function) in order and return
+    ``{"settings": ..., name: result, ...}``. With ``out``, store the results atomically
+    (with provenance) after every section and skip the sections already stored there, so
+    an interrupted run resumes; stored results made with other settings are refused.
+
+    Defined in "How to read this book".
+    """
+    stored = load_result(out) if out is not None else None
+    results = dict(stored["results"]) if stored else {}
+    if results.setdefault("settings", settings) != settings:
+        raise ValueError(f"{out} holds results for other settings; move it away to start again")
+    for name, compute in sections.items():
+        if name not in results:
+            results[name] = compute()
+            if out is not None:
+                save_result(out, results, command=command)
+    return results
+
+
+def load_complete(path: str | os.PathLike, sections) -> dict | None:
+    """The stored payload at ``path`` if it holds every one of ``sections``, else ``None``
+    (absent, or a run still in progress). Defined in "How to read this book"."""
+    stored = load_result(path)
+    if stored is None or any(name not in stored["results"] for name in sections):
+        return None
+    return stored
+
+
+def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
+    """The command line of a chapter's experiments: ``python -m whydecoder.<module>
+    [--scale smoke|full] [--out FILE]``; stores to ``results_dir/<scale>.json`` by default.
+
+    Defined in "How to read this book".
+    """
+    import argparse
+
+    from .scale import current_scale
+
+    parser = argparse.ArgumentParser(prog=f"python -m whydecoder.{module}",
+                                     description=f"Run and store the experiments of whydecoder.{module}.")
+    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
+    parser.add_argument("--out", default=None, help="where to store the results (JSON)")
+    args = parser.parse_args(argv)
+    scale = current_scale(args.scale)
+    out = args.out or Path(results_dir) / f"{scale}.json"
+    run(scale, out)
+    print(f"stored {out}")
