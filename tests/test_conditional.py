@@ -92,3 +92,70 @@ def test_paired_gaps_and_verdict():
     assert c.c02_verdict({"a": clear_gain, "b": noise}) == "nuanced"
     with pytest.raises(ValueError, match="no tasks"):
         c.c02_verdict({})
+
+
+def test_t5_variants_have_the_table_2_shapes():
+    s = c.SETTINGS["full"]
+    cfgs = {n: c.variant_config(n, s, 72) for n in c.T5_VARIANTS}
+    two_p, shared, half, dec, pre = cfgs.values()
+    assert (two_p.n_layers, two_p.encoder_layers, two_p.share_encoder_decoder) == (4, 4, False)
+    assert shared.share_encoder_decoder and (half.n_layers, half.encoder_layers) == (2, 2)
+    assert dec.arch == "decoder" and pre.arch == "prefix-lm" and dec.n_layers == 4
+    with pytest.raises(ValueError, match="unknown T5 variant 'big'"):
+        c.variant_config("big", s, 72)
+
+
+def test_t5_variants_parameters_and_flops_follow_the_table():
+    from whydecoder.accounting import forward_flops, parameter_count
+
+    s = c.SETTINGS["full"]
+    cfgs = {n: c.variant_config(n, s, 72) for n in c.T5_VARIANTS}
+    p = {n: parameter_count(cfg, embeddings=False) for n, cfg in cfgs.items()}
+    names = list(c.T5_VARIANTS)
+    # 2P: two stacks (plus cross-attention); shared: one stack's weights plus cross-attention
+    assert 2 * p[names[3]] < p[names[0]] < 2.5 * p[names[3]]
+    assert p[names[3]] < p[names[1]] < 1.5 * p[names[3]] and p[names[3]] < p[names[2]] < 1.5 * p[names[3]]
+    assert p[names[3]] == p[names[4]]
+    f = {n: forward_flops(cfg, 24 if cfg.arch == "encoder-decoder" else 71, source_len=48 if cfg.arch == "encoder-decoder" else 0)
+         for n, cfg in cfgs.items()}
+    # M for all but the half-depth encoder-decoder, which costs about M/2
+    assert f[names[0]] == f[names[1]]
+    assert 0.4 < f[names[2]] / f[names[0]] < 0.6
+    assert 0.8 < f[names[3]] / f[names[0]] < 1.25
+
+
+def _variant_runs(losses: dict) -> list[dict]:
+    return [{"variant": n, "seed": sd, "target_loss": v} for n, vals in losses.items() for sd, v in enumerate(vals)]
+
+
+def test_c01_evidence_measures_edge_and_sharing_cost():
+    names = list(c.T5_VARIANTS)
+    base = {names[2]: [2.0, 2.0, 2.0], names[4]: [2.0, 2.0, 2.0]}
+    params_matter = {names[0]: [1.80, 1.81, 1.79], names[1]: [1.98, 1.99, 1.985], names[3]: [2.0, 2.01, 2.0], **base}
+    no_edge = {names[0]: [2.0, 2.02, 1.99], names[1]: [2.0, 2.0, 2.0], names[3]: [2.01, 2.0, 2.0], **base}
+    ev = c.c01_evidence(_variant_runs(params_matter))
+    assert ev["edge_significant"] and ev["sharing_hurts"]
+    assert ev["edge"] == pytest.approx(0.2033, abs=1e-3) and ev["share_lost_by_sharing"] == pytest.approx(0.902, abs=1e-2)
+    ev = c.c01_evidence(_variant_runs(no_edge))
+    assert not ev["edge_significant"] and ev["share_lost_by_sharing"] is None
+
+
+def test_c01_verdict_combines_t5_and_ours():
+    no_edge_no_cost = {"share_lost_by_sharing": None, "sharing_hurts": False}
+    edge_lost = {"share_lost_by_sharing": 0.9, "sharing_hurts": True}
+    assert c.c01_verdict(no_edge_no_cost, {"Denoising": 0.05, "LM": -0.01}) == "refuted"
+    assert c.c01_verdict(edge_lost, {"Denoising": 0.8, "LM": 0.7}) == "supported"
+    assert c.c01_verdict(edge_lost, {"Denoising": 0.05, "LM": -0.01}) == "nuanced"
+
+
+def test_t5_share_lost_from_the_table():
+    lost = c.t5_share_lost(c.t5_table2())
+    assert lost["Denoising"] == pytest.approx((83.28 - 82.81) / (83.28 - 74.70))
+    assert lost["LM"] == pytest.approx((79.56 - 79.60) / (79.56 - 73.78))
+
+
+def test_t5_table2_data():
+    t5 = c.t5_table2()
+    row = t5[(t5["architecture"] == "Enc-dec, shared") & (t5["objective"] == "LM")].iloc[0]
+    assert (row["params"], row["cost"], row["GLUE"]) == ("P", "M", 79.60)
+    assert t5.loc[t5["objective"] == "Denoising", "GLUE"].idxmax() == 0  # encoder-decoder 2P best

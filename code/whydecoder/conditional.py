@@ -1,6 +1,7 @@
-"""Conditional generation with a causal decoder vs a prefix-LM that differ only in the
-attention mask over the input (claim C02): the same model, data, seeds and steps; the loss
-on the target only. Explained in the chapter "Encoder vs decoder at equal parameters".
+"""Conditional generation at equal data, steps and seeds, the loss on the target only:
+a causal decoder vs a prefix-LM that differ only in the attention mask over the input
+(claim C02), and the five architectures of T5's Table 2 (claim C01). Explained in the
+chapter "Encoder vs decoder at equal parameters".
 
 Two tasks: continuing real text (the book's byte corpus: read ``context`` bytes, predict the
 next ``target`` bytes) and reversing a random letter string (a task with one right answer,
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .accounting import forward_flops, parameter_count
 from .config import ModelConfig
 from .model import Transformer
 from .objectives import Batch, prefix_lm
@@ -25,8 +27,19 @@ from .text import ByteTokenizer, corpus_tokens, random_chunks
 from .train import TrainConfig, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "conditional"
+T5_TABLE2_PATH = RESULTS_DIR.parent / "t5_table2.csv"
 ARCHS = ("decoder", "prefix-lm")
 TASKS = ("continuation", "reversal")
+SECTIONS = TASKS + ("t5_variants",)
+# T5's Table 2 rows (Raffel et al. 2020) as changes to one base of L layers, width d:
+# name -> (arch, decoder layers, encoder layers, shared encoder/decoder weights)
+T5_VARIANTS = {
+    "encoder-decoder (2P, M)": ("encoder-decoder", 1.0, 1.0, False),
+    "enc-dec, shared (P, M)": ("encoder-decoder", 1.0, 1.0, True),
+    "enc-dec, half depth (P, M/2)": ("encoder-decoder", 0.5, 0.5, False),
+    "decoder / LM (P, M)": ("decoder", 1.0, None, False),
+    "prefix-LM (P, M)": ("prefix-lm", 1.0, None, False),
+}
 LETTERS = torch.tensor(list(b"abcdefghijklmnopqrstuvwxyz"))
 SEPARATOR = ord("|")
 
@@ -51,8 +64,8 @@ def task_batch(task: str, arch: str, batch: int, context: int, target: int, gene
 
     Defined in the chapter "Encoder vs decoder at equal parameters".
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    if arch not in ARCHS + ("encoder-decoder",):
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS + ('encoder-decoder',)}")
     if task == "continuation":
         ids = corpus_tokens("train") if ids is None else ids
         return prefix_lm(random_chunks(ids, batch, context + target, generator), arch, context)
@@ -105,11 +118,24 @@ SETTINGS = {
 }
 
 
-def _one_run(task: str, arch: str, seed: int, s: ConditionalSettings, progress: bool) -> dict:
+def variant_config(name: str, s: ConditionalSettings, max_len: int) -> ModelConfig:
+    """The model of one of T5's Table 2 rows (:data:`T5_VARIANTS`) built on the settings'
+    width and depth. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    if name not in T5_VARIANTS:
+        raise ValueError(f"unknown T5 variant {name!r}; expected one of {tuple(T5_VARIANTS)}")
+    arch, dec, enc, shared = T5_VARIANTS[name]
+    layers = max(1, round(dec * s.n_layers))
+    extra = {} if enc is None else {"n_encoder_layers": max(1, round(enc * s.n_layers)), "share_encoder_decoder": shared}
+    return ModelConfig(arch=arch, d_model=s.d_model, n_layers=layers, n_heads=s.n_heads, max_len=max_len, **extra)
+
+
+def _one_run(task: str, arch: str, seed: int, s: ConditionalSettings, progress: bool,
+             cfg: ModelConfig | None = None) -> dict:
     length = s.target if task == "continuation" else s.reversal_length
     seq = (s.context + s.target) if task == "continuation" else 2 * s.reversal_length + 1
+    cfg = cfg or ModelConfig(arch=arch, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=seq)
     torch.manual_seed(seed)
-    model = Transformer(ModelConfig(arch=arch, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=seq))
+    model = Transformer(cfg)
     train_ids = corpus_tokens("train")
     result = train(model, lambda g: task_batch(task, arch, s.batch, s.context, length, g, train_ids),
                    TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
@@ -130,13 +156,96 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     command = f"python -m whydecoder.conditional --scale {scale}" + (f" --out {out}" if out else "")
     sections = {task: (lambda task=task: [_one_run(task, a, seed, s, progress) for a in ARCHS for seed in s.seeds])
                 for task in TASKS}
+    sections["t5_variants"] = lambda: _t5_variants(s, progress)
+    assert tuple(sections) == SECTIONS
     return run_sections(sections, settings_dict(s), out, command)
 
 
+def _t5_variants(s: ConditionalSettings, progress: bool) -> list[dict]:
+    runs = []
+    for name in T5_VARIANTS:
+        cfg = variant_config(name, s, s.context + s.target)
+        source = s.context if cfg.arch == "encoder-decoder" else 0
+        n_new = s.target if cfg.arch == "encoder-decoder" else s.context + s.target - 1
+        for seed in s.seeds:
+            run = _one_run("continuation", cfg.arch, seed, s, progress, cfg)
+            run.update(variant=name, flops_per_example=forward_flops(cfg, n_new, source_len=source),
+                       parameters_no_embeddings=parameter_count(cfg, embeddings=False))
+            runs.append(run)
+    return runs
+
+
+def t5_table2(path: str | Path = T5_TABLE2_PATH):
+    """T5's Table 2 (Raffel et al. 2020) as a pandas frame: architecture, objective,
+    parameters, cost and the downstream scores. Defined in the chapter "Encoder vs decoder
+    at equal parameters"."""
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    if len(table) != 10 or set(table["objective"]) != {"Denoising", "LM"}:
+        raise ValueError(f"{path} is not T5's Table 2 (10 rows, two objectives); got {len(table)} rows")
+    return table
+
+
+def c01_evidence(runs: list[dict]) -> dict:
+    """Our side of claim C01, from the T5-variant runs (paired by seed): the
+    encoder-decoder's edge over the decoder (``decoder − enc-dec 2P`` target loss) and
+    whether it is significant (over two standard errors and 1% of the loss); the cost of
+    cutting the encoder-decoder to P parameters by sharing weights at the same FLOPs
+    (``shared − 2P``) and whether that is significant; and, when there is an edge, the share
+    of it that sharing loses. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    names = list(T5_VARIANTS)
+    by = {(r["variant"], r["seed"]): r["target_loss"] for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    loss = {n: torch.tensor([by[(n, sd)] for sd in seeds], dtype=torch.float64) for n in names}
+    two_p, shared, decoder = loss[names[0]], loss[names[1]], loss[names[3]]
+
+    def paired(diff):
+        se = float(diff.std(unbiased=True) / len(seeds) ** 0.5) if len(seeds) > 1 else float("nan")
+        mean = float(diff.mean())
+        return mean, se, mean > 2 * se and mean > 0.01 * float(two_p.mean())
+
+    edge, edge_se, edge_sig = paired(decoder - two_p)
+    cost, cost_se, cost_sig = paired(shared - two_p)
+    return {"edge": edge, "edge_se": edge_se, "edge_significant": edge_sig,
+            "sharing_cost": cost, "sharing_cost_se": cost_se, "sharing_hurts": cost_sig,
+            "share_lost_by_sharing": cost / edge if edge_sig else None,
+            "mean_loss": {n: float(loss[n].mean()) for n in names},
+            "sd_loss": {n: float(loss[n].std(unbiased=True)) if len(seeds) > 1 else float("nan") for n in names}}
+
+
+def t5_share_lost(table, metric: str = "GLUE") -> dict[str, float]:
+    """For each objective of T5's Table 2, the share of the encoder-decoder's edge over the
+    language model that sharing the weights (2P -> P at the same FLOPs) loses on ``metric``.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    out = {}
+    for objective, rows in table.groupby("objective"):
+        score = dict(zip(rows["architecture"], rows[metric]))
+        edge = score["Encoder-decoder"] - score["Language model"]
+        out[objective] = (score["Encoder-decoder"] - score["Enc-dec, shared"]) / edge
+    return out
+
+
+def c01_verdict(ours: dict, t5_lost: dict[str, float]) -> str:
+    """C01 ("the encoder-decoder's edge comes mostly from twice the parameters") from both
+    sources of evidence. ``supported`` if in T5's table sharing the weights loses at least
+    half of the edge for every objective and our runs do not contradict it (no edge, or
+    sharing loses at least half of ours); ``refuted`` if T5's sharing loses less than half
+    for every objective and in our runs sharing costs nothing significant (and loses less
+    than half of any edge); ``nuanced`` otherwise.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    lost = ours["share_lost_by_sharing"]
+    if all(v >= 0.5 for v in t5_lost.values()) and (lost is None or lost >= 0.5):
+        return "supported"
+    if all(v < 0.5 for v in t5_lost.values()) and not ours["sharing_hurts"] and (lost is None or lost < 0.5):
+        return "refuted"
+    return "nuanced"
+
+
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored payload if it holds every task, else ``None``. Defined in the chapter
+    """The stored payload if it holds every section, else ``None``. Defined in the chapter
     "Encoder vs decoder at equal parameters"."""
-    return load_stored(path, TASKS)
+    return load_stored(path, SECTIONS)
 
 
 def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:
