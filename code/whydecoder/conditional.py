@@ -201,8 +201,7 @@ def c01_evidence(runs: list[dict]) -> dict:
     two_p, shared, decoder = loss[names[0]], loss[names[1]], loss[names[3]]
 
     def paired(diff):
-        se = float(diff.std(unbiased=True) / len(seeds) ** 0.5) if len(seeds) > 1 else float("nan")
-        mean = float(diff.mean())
+        mean, se = _mean_and_se(diff)
         return mean, se, mean > 2 * se and mean > 0.01 * float(two_p.mean())
 
     edge, edge_se, edge_sig = paired(decoder - two_p)
@@ -248,6 +247,12 @@ def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     return load_stored(path, SECTIONS)
 
 
+def _mean_and_se(diffs: torch.Tensor) -> tuple[float, float]:
+    """Mean of paired differences over seeds and its standard error (NaN for one seed)."""
+    se = float(diffs.std(unbiased=True) / len(diffs) ** 0.5) if len(diffs) > 1 else float("nan")
+    return float(diffs.mean()), se
+
+
 def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:
     """Per seed, causal decoder minus prefix-LM on ``metric`` (positive loss gap: the
     prefix-LM is better), with the mean and the standard error over seeds.
@@ -257,8 +262,8 @@ def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:
     by = {(r["arch"], r["seed"]): r[metric] for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     gaps = torch.tensor([by[("decoder", s)] - by[("prefix-lm", s)] for s in seeds], dtype=torch.float64)
-    se = float(gaps.std(unbiased=True) / len(gaps) ** 0.5) if len(gaps) > 1 else float("nan")
-    return {"gaps": gaps.tolist(), "mean": float(gaps.mean()), "se": se,
+    mean, se = _mean_and_se(gaps)
+    return {"gaps": gaps.tolist(), "mean": mean, "se": se,
             "decoder": float(torch.tensor([by[("decoder", s)] for s in seeds]).mean()),
             "prefix-lm": float(torch.tensor([by[("prefix-lm", s)] for s in seeds]).mean())}
 
