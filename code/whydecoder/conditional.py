@@ -23,7 +23,7 @@ from .model import Transformer
 from .objectives import Batch, prefix_lm
 from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
 from .scale import current_scale
-from .text import ByteTokenizer, corpus_tokens, random_chunks
+from .text import corpus_tokens, random_chunks
 from .train import TrainConfig, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "conditional"
@@ -129,20 +129,20 @@ def variant_config(name: str, s: ConditionalSettings, max_len: int) -> ModelConf
     return ModelConfig(arch=arch, d_model=s.d_model, n_layers=layers, n_heads=s.n_heads, max_len=max_len, **extra)
 
 
-def _one_run(task: str, arch: str, seed: int, s: ConditionalSettings, progress: bool,
-             cfg: ModelConfig | None = None) -> dict:
-    length = s.target if task == "continuation" else s.reversal_length
+def _base_config(arch: str, task: str, s: ConditionalSettings) -> ModelConfig:
     seq = (s.context + s.target) if task == "continuation" else 2 * s.reversal_length + 1
-    cfg = cfg or ModelConfig(arch=arch, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=seq)
+    return ModelConfig(arch=arch, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=seq)
+
+
+def _one_run(task: str, cfg: ModelConfig, seed: int, s: ConditionalSettings, corpus: dict, progress: bool) -> dict:
+    length = s.target if task == "continuation" else s.reversal_length
     torch.manual_seed(seed)
     model = Transformer(cfg)
-    train_ids = corpus_tokens("train")
-    result = train(model, lambda g: task_batch(task, arch, s.batch, s.context, length, g, train_ids),
+    result = train(model, lambda g: task_batch(task, cfg.arch, s.batch, s.context, length, g, corpus["train"]),
                    TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
     g = torch.Generator().manual_seed(10_000)  # the same held-out batches for every run
-    val_ids = corpus_tokens("val")
-    val = [task_batch(task, arch, s.batch, s.context, length, g, val_ids) for _ in range(s.eval_batches)]
-    return {"task": task, "arch": arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+    val = [task_batch(task, cfg.arch, s.batch, s.context, length, g, corpus["val"]) for _ in range(s.eval_batches)]
+    return {"task": task, "arch": cfg.arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "target_loss": evaluate(model, val), "exact_match": exact_match(model, val),
             "train_losses": result.losses}
 
@@ -154,21 +154,23 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     scale = current_scale(scale)
     s = SETTINGS[scale]
     command = f"python -m whydecoder.conditional --scale {scale}" + (f" --out {out}" if out else "")
-    sections = {task: (lambda task=task: [_one_run(task, a, seed, s, progress) for a in ARCHS for seed in s.seeds])
+    corpus = {split: corpus_tokens(split) for split in ("train", "val")}
+    sections = {task: (lambda task=task: [_one_run(task, _base_config(a, task, s), seed, s, corpus, progress)
+                                          for a in ARCHS for seed in s.seeds])
                 for task in TASKS}
-    sections["t5_variants"] = lambda: _t5_variants(s, progress)
+    sections["t5_variants"] = lambda: _t5_variants(s, corpus, progress)
     assert tuple(sections) == SECTIONS
     return run_sections(sections, settings_dict(s), out, command)
 
 
-def _t5_variants(s: ConditionalSettings, progress: bool) -> list[dict]:
+def _t5_variants(s: ConditionalSettings, corpus: dict, progress: bool) -> list[dict]:
     runs = []
     for name in T5_VARIANTS:
         cfg = variant_config(name, s, s.context + s.target)
         source = s.context if cfg.arch == "encoder-decoder" else 0
         n_new = s.target if cfg.arch == "encoder-decoder" else s.context + s.target - 1
         for seed in s.seeds:
-            run = _one_run("continuation", cfg.arch, seed, s, progress, cfg)
+            run = _one_run("continuation", cfg, seed, s, corpus, progress)
             run.update(variant=name, flops_per_example=forward_flops(cfg, n_new, source_len=source),
                        parameters_no_embeddings=parameter_count(cfg, embeddings=False))
             runs.append(run)

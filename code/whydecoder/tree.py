@@ -69,6 +69,11 @@ def _check_source(name: str, source: str, year: int, month: int) -> None:
         raise ValueError(f"{name}: source {source!r} is dated too far from its release {year}-{month:02d}")
 
 
+def _check_columns(df: pd.DataFrame) -> None:
+    if tuple(df.columns) != COLUMNS:
+        raise ValueError(f"tree columns {tuple(df.columns)} differ from the expected {COLUMNS}")
+
+
 def validate_tree(df: pd.DataFrame) -> None:
     """Raise ``ValueError`` naming the first bad row and value of the tree dataset.
 
@@ -77,8 +82,7 @@ def validate_tree(df: pd.DataFrame) -> None:
     every row dated near the release, and that survey-tree rows predate its last version.
     Defined in the chapter "The evolution tree of language models".
     """
-    if tuple(df.columns) != COLUMNS:
-        raise ValueError(f"tree columns {tuple(df.columns)} differ from the expected {COLUMNS}")
+    _check_columns(df)
     if df.empty:
         raise ValueError("the tree dataset is empty")
     dupes = sorted(df.loc[df["name"].duplicated(), "name"])
@@ -121,12 +125,12 @@ def load_tree(path: str | Path = TREE_PATH) -> pd.DataFrame:
     Defined in the chapter "The evolution tree of language models".
     """
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _check_columns(df)
     for column in ("year", "month"):
-        bad = df.loc[~df[column].str.fullmatch(r"\d+"), "name"].tolist() if column in df else []
+        bad = df.loc[~df[column].str.fullmatch(r"\d+"), "name"].tolist()
         if bad:
             raise ValueError(f"{column} is not an integer for {bad}")
-        if column in df:
-            df[column] = df[column].astype(int)
+        df[column] = df[column].astype(int)
     validate_tree(df)
     for column in ("params_b", "active_params_b"):
         df[column] = pd.to_numeric(df[column].replace("", np.nan))
@@ -205,13 +209,11 @@ def c15_evidence(df: pd.DataFrame, since: int = 2021, recent: int = 2023, early:
     mainstream = all(b == "decoder-only" for b in plurality.values()) and decoder_recent >= 0.5
     stalled = encoder_recent <= encoder_early / 2 and enc_max < 0.01 * dec_max
     verdict = {2: "supported", 1: "nuanced", 0: "refuted"}[int(mainstream) + int(stalled)]
-    hybrid_last = counts.iloc[-1]["non-transformer/hybrid"] / counts.iloc[-1].sum()
     return {
         "verdict": verdict, "mainstream": mainstream, "stalled": stalled,
         "plurality_by_year": plurality, "decoder_share_recent": decoder_recent,
         "encoder_share_recent": encoder_recent, "encoder_share_early": encoder_early,
         "largest_encoder_b": enc_max, "largest_decoder_b": dec_max,
-        "hybrid_share_last_year": float(hybrid_last), "last_year": int(counts.index[-1]),
         "n_models": len(df), "since": since, "recent": recent, "early": early,
     }
 
