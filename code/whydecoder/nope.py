@@ -40,7 +40,7 @@ VARIANTS = {
     "masked, none": ("encoder", "none"),
     "masked, learned": ("encoder", "learned"),
 }
-SECTIONS = ("runs",)
+SECTIONS = tuple(VARIANTS)  # one stored section per variant, so a long run resumes
 TOK = ByteTokenizer()
 
 
@@ -200,8 +200,15 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     s = SETTINGS[scale]
     command = f"python -m whydecoder.nope --scale {scale}" + (f" --out {out}" if out else "")
     corpus = {split: corpus_tokens(split) for split in ("train", "val")}
-    sections = {"runs": lambda: [_one_run(name, seed, s, corpus, progress) for name in VARIANTS for seed in s.seeds]}
+    sections = {name: (lambda name=name: [_one_run(name, seed, s, corpus, progress) for seed in s.seeds])
+                for name in VARIANTS}
     return run_sections(sections, settings_dict(s), out, command)
+
+
+def all_runs(results: dict) -> list[dict]:
+    """Every run of a result payload's ``results``, variant by variant. Defined in the
+    chapter "Encoder vs decoder at equal parameters"."""
+    return [r for name in VARIANTS for r in results[name]]
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
