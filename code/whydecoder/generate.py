@@ -75,3 +75,42 @@ def generate(
         empty = prompt.new_zeros((prompt.shape[0], 0, model.cfg.vocab_size), dtype=torch.float32)
         return tokens, torch.stack(steps, dim=1) if steps else empty
     return tokens
+
+
+@torch.no_grad()
+def unmask_generate(
+    model: Transformer, prompt: torch.Tensor, max_new_tokens: int, *, mask_id: int, allowed: int | None = None,
+    temperature: float = 0.0, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Generation from a bidirectional (masked-LM) model by iterative unmasking: append
+    ``max_new_tokens`` ``<mask>`` tokens (id ``mask_id``) to ``prompt`` ``(B, T)``, then
+    ``max_new_tokens`` times run the whole sequence, find in each row the still-masked
+    position whose prediction is most confident, and fill it (greedy at
+    ``temperature=0``, else sampled). Only ids below ``allowed`` (default: all but
+    ``mask_id``) may be filled in. Every step is a full forward pass: there is no cache.
+
+    Defined in the chapter "Encoder vs decoder at equal parameters".
+    """
+    if model.cfg.arch != "encoder":
+        raise ValueError(f"unmask_generate needs a bidirectional 'encoder', got arch {model.cfg.arch!r}; use generate()")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be (batch, length >= 1), got shape {tuple(prompt.shape)}")
+    if prompt.shape[1] + max_new_tokens > model.cfg.max_len:
+        raise ValueError(f"prompt + max_new_tokens = {prompt.shape[1] + max_new_tokens} exceeds the model's "
+                         f"max_len {model.cfg.max_len}")
+    model.eval()
+    tokens = torch.cat([prompt, prompt.new_full((len(prompt), max_new_tokens), mask_id)], dim=1)
+    rows = torch.arange(len(prompt))
+    for _ in range(max_new_tokens):
+        logits = model(tokens).float()
+        if allowed is not None:
+            logits[..., allowed:] = float("-inf")
+        logits[..., mask_id] = float("-inf")
+        confidence = logits.log_softmax(-1).amax(-1).masked_fill(tokens != mask_id, float("-inf"))
+        where = confidence.argmax(dim=1)  # the most confident masked position of each row
+        tokens[rows, where] = _pick(logits[rows, where], temperature, None, generator)[:, 0]
+    return tokens

@@ -28,7 +28,7 @@ from .objectives import Batch, full_lm, masked_lm
 from .probes import permutation_gap
 from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
 from .scale import current_scale
-from .text import ByteTokenizer, corpus_tokens, random_chunks
+from .text import corpus_tokens, random_chunks, with_bos
 from .train import TrainConfig, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "nope"
@@ -41,7 +41,6 @@ VARIANTS = {
     "masked, learned": ("encoder", "learned"),
 }
 SECTIONS = tuple(VARIANTS)  # one stored section per variant, so a long run resumes
-TOK = ByteTokenizer()
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,6 @@ SETTINGS = {
     "full": NopeSettings(d_model=64, n_layers=4, n_heads=4, steps=800, batch=32, length=64, seeds=(0, 1, 2),
                          eval_batches=16, probe_sequences=256),
 }
-
-
-def with_bos(chunks: torch.Tensor) -> torch.Tensor:
-    """Prepend ``<bos>`` to every row. Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    return torch.cat([torch.full((len(chunks), 1), TOK.bos, dtype=chunks.dtype), chunks], dim=1)
 
 
 def lm_batch(arch: str, rows: torch.Tensor, generator: torch.Generator, score_from: int = 0) -> Batch:

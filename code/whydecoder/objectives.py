@@ -4,6 +4,8 @@ and a loss mask, wired for a given architecture.
 - full language modelling (predict every next token; the GPT objective),
 - prefix language modelling (condition on a prefix, predict the rest; loss on the target),
 - masked language modelling (BERT's 15% with 80/10/10 corruption),
+- masked language modelling at a random rate per sequence (the masked-diffusion objective
+  that lets a bidirectional model generate by unmasking),
 - span corruption (T5's: spans replaced by sentinels, the target spells them out).
 
 Explained in the chapter on encoders vs decoders (pretraining objectives).
@@ -18,7 +20,7 @@ import torch
 from .model import Transformer, sequence_loss
 from .text import N_SENTINELS, ByteTokenizer
 
-OBJECTIVES = ("full-lm", "prefix-lm", "masked-lm", "span-corruption")
+OBJECTIVES = ("full-lm", "prefix-lm", "masked-lm", "random-rate-masked-lm", "span-corruption")
 
 
 @dataclass
@@ -129,6 +131,22 @@ def masked_lm(chunks: torch.Tensor, generator: torch.Generator, rate: float = 0.
     swap = picked & (roll >= 0.8) & (roll < 0.9)
     tokens[swap] = random_ids[swap]
     return Batch(tokens, chunks.clone(), picked)
+
+
+def random_rate_masked_lm(chunks: torch.Tensor, generator: torch.Generator, tok: ByteTokenizer = ByteTokenizer()) -> Batch:
+    """Masked LM at a masking rate drawn uniformly from (0, 1) for each sequence, every
+    picked token replaced by ``<mask>``; predict the originals. Trained this way, a
+    bidirectional model has seen every fraction of masked tokens, including the almost
+    fully masked inputs that generation by unmasking starts from (the objective of masked
+    diffusion language models such as LLaDA, without their 1/rate loss weighting).
+
+    Defined in the chapter on encoders vs decoders.
+    """
+    _check_chunks(chunks)
+    rate = torch.rand(len(chunks), 1, generator=generator)
+    picked = torch.rand(chunks.shape, generator=generator) < rate
+    picked[:, 0] |= ~picked.any(dim=1)  # at least one target per row
+    return Batch(chunks.masked_fill(picked, tok.mask), chunks.clone(), picked)
 
 
 def _random_partition(total: int, parts: int, generator: torch.Generator) -> list[int]:

@@ -100,6 +100,16 @@ def corpus_tokens(split: str = "train", val_fraction: float = 0.1) -> torch.Tens
     return ids[:cut] if split == "train" else ids[cut:]
 
 
+def with_bos(rows: torch.Tensor, tok: ByteTokenizer = ByteTokenizer()) -> torch.Tensor:
+    """``rows`` ``(B, T)`` with a ``<bos>`` column in front, ``(B, T + 1)``.
+
+    Defined in the chapter "Encoder vs decoder at equal parameters".
+    """
+    if rows.dim() != 2:
+        raise ValueError(f"rows must be (batch, length), got shape {tuple(rows.shape)}")
+    return torch.cat([torch.full((len(rows), 1), tok.bos, dtype=rows.dtype, device=rows.device), rows], dim=1)
+
+
 def random_chunks(ids: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
     """``batch_size`` random windows of ``length`` tokens from a 1-D token tensor.
 

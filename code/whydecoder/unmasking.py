@@ -1,0 +1,254 @@
+"""Can an encoder-only model generate? A masked LM generating by iterative unmasking vs a
+causal LM at equal parameters, and a fill-in-the-blank task (claim C14). Explained in the
+chapter "Encoder vs decoder at equal parameters".
+
+Three models with the same block, width, depth, data, steps and seeds: a causal LM, a
+masked LM with BERT's objective (15% of tokens) and a masked LM trained at a random
+masking rate per sequence (the objective of masked diffusion LMs). Measured on held-out
+text:
+
+- the left-to-right loss of the true continuation of a prompt: for the causal LM the usual
+  next-token loss; for a masked LM, position ``t`` is predicted from the prompt, the true
+  tokens before ``t`` and ``<mask>`` at ``t`` and after it. Both are exact log-likelihoods
+  of the same continuation under a left-to-right factorisation, in nats per byte;
+- samples: continuations generated left to right (causal LM) or by iterative unmasking
+  (masked LMs), and the share of their words that occur in the training text;
+- filling one blank in the middle of a text: the masked LMs predict it directly; the
+  causal LM either from the left context alone, or by scoring every candidate byte with
+  its likelihood of the whole text (which uses the right context too, at one forward pass
+  per candidate).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .generate import generate, unmask_generate
+from .model import Transformer, sequence_loss
+from .objectives import full_lm, masked_lm, random_rate_masked_lm
+from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
+from .scale import current_scale
+from .text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
+from .train import TrainConfig, train
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "unmasking"
+TOK = ByteTokenizer()
+# name -> (arch, objective turning (rows, generator) into a batch)
+VARIANTS = {
+    "causal LM": ("decoder", lambda rows, g: full_lm(rows)),
+    "masked LM (15%)": ("encoder", masked_lm),
+    "masked LM (random rate)": ("encoder", random_rate_masked_lm),
+}
+SECTIONS = tuple(VARIANTS)  # one stored section per model, so a long run resumes
+WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+@dataclass(frozen=True)
+class UnmaskingSettings:
+    """Sizes of one scale of the C14 experiment. Defined in the chapter "Encoder vs decoder
+    at equal parameters"."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    steps: int
+    batch: int
+    length: int
+    prompt: int
+    seeds: tuple[int, ...]
+    eval_rows: int
+    sample_rows: int
+    temperature: float = 0.7
+    lr: float = 3e-3
+
+
+SETTINGS = {
+    "smoke": UnmaskingSettings(d_model=32, n_layers=2, n_heads=2, steps=40, batch=16, length=32, prompt=16,
+                               seeds=(0, 1), eval_rows=16, sample_rows=8),
+    "full": UnmaskingSettings(d_model=64, n_layers=4, n_heads=4, steps=800, batch=32, length=64, prompt=32,
+                              seeds=(0, 1, 2), eval_rows=128, sample_rows=64),
+}
+
+
+def _check_split(rows: torch.Tensor, prompt: int) -> None:
+    if not 1 <= prompt < rows.shape[1]:
+        raise ValueError(f"prompt {prompt} must leave a non-empty continuation in rows of length {rows.shape[1]}")
+
+
+@torch.no_grad()
+def left_to_right_nll(model: Transformer, rows: torch.Tensor, prompt: int, mask_id: int = TOK.mask) -> float:
+    """Mean loss (nats per token) of ``rows[:, prompt:]`` given ``rows[:, :prompt]``, one
+    token at a time from left to right. A decoder reads the true earlier tokens causally;
+    an encoder reads them with ``<mask>`` at the position being predicted and every later
+    one. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    _check_split(rows, prompt)
+    model.eval()
+    if model.cfg.arch == "decoder":
+        mask = torch.zeros(rows.shape[0], rows.shape[1] - 1, dtype=torch.bool)
+        mask[:, prompt - 1 :] = True
+        return float(sequence_loss(model(rows[:, :-1]), rows[:, 1:], mask))
+    if model.cfg.arch != "encoder":
+        raise ValueError(f"left_to_right_nll supports 'decoder' and 'encoder', not {model.cfg.arch!r}")
+    losses = []
+    for t in range(prompt, rows.shape[1]):
+        tokens = rows.clone()
+        tokens[:, t:] = mask_id
+        losses.append(torch.nn.functional.cross_entropy(model(tokens)[:, t].float(), rows[:, t], reduction="none"))
+    return float(torch.stack(losses).mean())
+
+
+@torch.no_grad()
+def fill_blank(model: Transformer, rows: torch.Tensor, position: int, candidates: torch.Tensor,
+               use_right_context: bool = True, mask_id: int = TOK.mask) -> torch.Tensor:
+    """The model's guess for the token at ``position`` of each row, among ``candidates``.
+    An encoder sees the row with ``<mask>`` there. A decoder with ``use_right_context``
+    picks the candidate that makes the whole row most likely (one forward pass per
+    candidate); without it, the argmax of the next-token prediction from the left.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    if not 1 <= position < rows.shape[1]:
+        raise ValueError(f"blank position {position} is outside [1, {rows.shape[1]})")
+    model.eval()
+    arch = model.cfg.arch
+    if arch == "encoder":
+        tokens = rows.clone()
+        tokens[:, position] = mask_id
+        return candidates[model(tokens)[:, position][:, candidates].argmax(-1)]
+    if arch != "decoder":
+        raise ValueError(f"fill_blank supports 'decoder' and 'encoder', not {arch!r}")
+    if not use_right_context:
+        return candidates[model(rows[:, :position])[:, -1][:, candidates].argmax(-1)]
+    guesses = []
+    for row in rows:
+        filled = row.repeat(len(candidates), 1)
+        filled[:, position] = candidates
+        logp = model(filled[:, :-1]).float().log_softmax(-1)
+        scores = logp.gather(-1, filled[:, 1:, None])[:, position - 1 :, 0].sum(1)
+        guesses.append(candidates[scores.argmax()])
+    return torch.stack(guesses)
+
+
+def valid_word_share(texts: list[str], vocabulary: set[str]) -> float:
+    """The share of words (runs of two or more ASCII letters) in ``texts`` that occur in
+    ``vocabulary``, ignoring the first and last word of each text (they may be cut).
+    NaN when there are no such words. Defined in the chapter "Encoder vs decoder at equal
+    parameters"."""
+    words = [w for text in texts for w in WORD.findall(text)[1:-1]]
+    return sum(w in vocabulary for w in words) / len(words) if words else float("nan")
+
+
+def corpus_vocabulary(ids: torch.Tensor) -> set[str]:
+    """The words of a byte stream (runs of two or more ASCII letters). Defined in the
+    chapter "Encoder vs decoder at equal parameters"."""
+    return set(WORD.findall(TOK.decode(ids)))
+
+
+def sample(model: Transformer, prompts: torch.Tensor, n_new: int, temperature: float, seed: int) -> torch.Tensor:
+    """Continuations of ``prompts``: left to right with the KV cache for a decoder, by
+    iterative unmasking for an encoder (bytes only). Defined in the chapter "Encoder vs
+    decoder at equal parameters"."""
+    g = torch.Generator().manual_seed(seed)
+    if model.cfg.arch == "encoder":
+        return unmask_generate(model, prompts, n_new, mask_id=TOK.mask, allowed=TOK.n_bytes, temperature=temperature,
+                               generator=g)
+    return generate(model, prompts, n_new, temperature=temperature, generator=g)
+
+
+def _one_run(name: str, seed: int, s: UnmaskingSettings, data: dict, progress: bool) -> dict:
+    arch, objective = VARIANTS[name]
+    cfg = ModelConfig(arch=arch, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=s.length)
+    torch.manual_seed(seed)
+    model = Transformer(cfg)
+    result = train(model, lambda g: objective(with_bos(random_chunks(data["train"], s.batch, s.length - 1, g)), g),
+                   TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
+    rows = data["rows"]
+    position = s.length // 2
+    truth = rows[:, position]
+    blank = {"blank_accuracy": float((fill_blank(model, rows, position, data["candidates"]) == truth).float().mean())}
+    if arch == "decoder":
+        left = fill_blank(model, rows, position, data["candidates"], use_right_context=False)
+        blank["blank_accuracy_left_only"] = float((left == truth).float().mean())
+    prompts = rows[: s.sample_rows, : s.prompt]
+    texts = [TOK.decode(row[s.prompt :]) for row in sample(model, prompts, s.length - s.prompt, s.temperature, seed)]
+    return {"variant": name, "arch": arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+            "train_losses": result.losses, "nll": left_to_right_nll(model, rows, s.prompt),
+            "valid_word_share": valid_word_share(texts, data["vocabulary"]), "samples": texts[:4], **blank}
+
+
+def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+    """Train the three models for every seed at ``scale`` and measure them; with ``out``,
+    store after each model and resume. Defined in the chapter "Encoder vs decoder at equal
+    parameters"."""
+    scale = current_scale(scale)
+    s = SETTINGS[scale]
+    command = f"python -m whydecoder.unmasking --scale {scale}" + (f" --out {out}" if out else "")
+    train_ids, val_ids = corpus_tokens("train"), corpus_tokens("val")
+    g = torch.Generator().manual_seed(10_000)  # the same held-out rows for every model
+    data = {"train": train_ids, "rows": with_bos(random_chunks(val_ids, s.eval_rows, s.length - 1, g)),
+            "candidates": train_ids.unique(), "vocabulary": corpus_vocabulary(train_ids)}
+    sections = {name: (lambda name=name: [_one_run(name, seed, s, data, progress) for seed in s.seeds])
+                for name in VARIANTS}
+    return run_sections(sections, settings_dict(s), out, command)
+
+
+def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
+    """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
+    decoder at equal parameters"."""
+    return load_stored(path, SECTIONS)
+
+
+def paired(results: dict, metric: str, a: str, b: str) -> tuple[float, float]:
+    """Mean over seeds of ``metric`` of model ``a`` minus model ``b`` (paired by seed) and
+    its standard error. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    by = {(r["variant"], r["seed"]): r[metric] for name in VARIANTS for r in results[name]}
+    seeds = sorted({sd for (_, sd) in by})
+    d = torch.tensor([by[(a, sd)] - by[(b, sd)] for sd in seeds], dtype=torch.float64)
+    return float(d.mean()), float(d.std(unbiased=True) / len(d) ** 0.5) if len(d) > 1 else float("nan")
+
+
+def c14_checks(results: dict, tolerance: float = 0.1) -> dict[str, bool]:
+    """The tests behind C14's verdict:
+
+    - ``bert_generates_poorly``: the 15% masked LM's left-to-right loss is worse than the
+      causal LM's by more than ``tolerance`` (relative) and fewer of its sampled words are
+      real words;
+    - ``encoder_wins_blanks``: the 15% masked LM fills blanks better than the causal LM
+      even when the causal LM scores every candidate with the whole text (by more than two
+      standard errors, paired by seed);
+    - ``unmasking_generates``: the random-rate masked LM's left-to-right loss is within
+      ``tolerance`` (relative) of the causal LM's.
+
+    Defined in the chapter "Encoder vs decoder at equal parameters".
+    """
+    causal, bert, rr = "causal LM", "masked LM (15%)", "masked LM (random rate)"
+    nll_gap, _ = paired(results, "nll", bert, causal)
+    words_gap, _ = paired(results, "valid_word_share", bert, causal)
+    blank_gap, blank_se = paired(results, "blank_accuracy", bert, causal)
+    rr_gap, _ = paired(results, "nll", rr, causal)
+    causal_nll = sum(r["nll"] for r in results[causal]) / len(results[causal])
+    return {
+        "bert_generates_poorly": nll_gap > tolerance * causal_nll and words_gap < 0,
+        "encoder_wins_blanks": blank_gap > 2 * blank_se and blank_gap > 0,
+        "unmasking_generates": rr_gap <= tolerance * causal_nll,
+    }
+
+
+def c14_verdict(checks: dict[str, bool]) -> str:
+    """``refuted`` if the BERT-style masked LM generates about as well as the causal LM;
+    ``supported`` if it generates poorly, wins at filling blanks, and the random-rate masked
+    LM does not rescue generation; ``nuanced`` otherwise (the failure belongs to BERT's
+    objective rather than to bidirectionality, or the encoder does not win the blanks).
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    if not checks["bert_generates_poorly"]:
+        return "refuted"
+    if checks["encoder_wins_blanks"] and not checks["unmasking_generates"]:
+        return "supported"
+    return "nuanced"
+
+
+if __name__ == "__main__":
+    experiment_main("unmasking", run, RESULTS_DIR)
