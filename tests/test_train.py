@@ -93,3 +93,26 @@ def test_corpus_and_chunks():
         corpus_tokens("test")
     with pytest.raises(ValueError, match="chunk length 50"):
         random_chunks(torch.arange(10), 1, 50, torch.Generator())
+
+
+def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from whydecoder.results import load_complete, run_sections, stored_or_run
+
+    calls = []
+
+    def run(scale, out=None, progress=False):
+        calls.append((scale, out))
+        sections = {"a": lambda: scale}
+        return run_sections(sections, {"n": 1}, out, "cmd")
+
+    exp = SimpleNamespace(RESULTS_DIR=tmp_path, run=run, load_complete=lambda: load_complete(tmp_path / "full.json", ["a"]))
+    results, stored = stored_or_run(exp, "smoke")
+    assert (results["a"], stored) == ("smoke", False) and calls == [("smoke", None)]
+    assert "no stored full-scale results" in capsys.readouterr().out
+    results, stored = stored_or_run(exp, "full")  # stores, then shows the stored payload
+    assert (results["a"], stored) == ("full", True) and calls[-1] == ("full", tmp_path / "full.json")
+    results, stored = stored_or_run(exp, "smoke")
+    assert (results["a"], stored) == ("full", True)
+    assert "stored full-scale results: cmd" in capsys.readouterr().out

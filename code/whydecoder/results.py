@@ -165,3 +165,25 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     out = args.out or Path(results_dir) / f"{scale}.json"
     run(scale, out)
     print(f"stored {out}")
+
+
+def stored_or_run(experiment, scale: str | None = None, progress: bool = False) -> tuple[dict, bool]:
+    """What a chapter shows for one experiment module (one with ``run``, ``load_complete``
+    and ``RESULTS_DIR``): run it at ``scale`` (at full scale storing into
+    ``RESULTS_DIR/full.json`` and resuming from it), then return the stored full-scale
+    results if they are complete, else this run's, and whether they are the stored ones.
+    Prints where the numbers come from. Defined in "How to read this book".
+    """
+    from .scale import current_scale
+
+    scale = current_scale(scale)
+    out = Path(experiment.RESULTS_DIR) / "full.json" if scale == "full" else None
+    measured = experiment.run(scale, out=out, progress=progress)
+    stored = experiment.load_complete()
+    if stored:
+        prov = stored["provenance"]
+        print("stored full-scale results:", prov["command"])
+        print("  commit", prov["commit"], "|", prov["device"], "|", prov["date"])
+        return stored["results"], True
+    print("no stored full-scale results: showing this run's", scale, "numbers")
+    return measured, False
