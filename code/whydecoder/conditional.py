@@ -21,10 +21,10 @@ from .accounting import forward_flops, parameter_count
 from .config import ModelConfig
 from .model import Transformer
 from .objectives import Batch, prefix_lm
-from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
+from .results import experiment_command, experiment_main, load_complete as load_stored, run_sections, settings_dict
 from .scale import current_scale
 from .text import corpus_tokens, random_chunks
-from .train import TrainConfig, evaluate, train
+from .train import RunSizes, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "conditional"
 T5_TABLE2_PATH = RESULTS_DIR.parent / "t5_table2.csv"
@@ -93,15 +93,10 @@ def exact_match(model: Transformer, batches: list[Batch]) -> float:
 
 
 @dataclass(frozen=True)
-class ConditionalSettings:
+class ConditionalSettings(RunSizes):
     """Sizes of one scale of the C02 experiment. Defined in the chapter "Encoder vs decoder
     at equal parameters"."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    steps: int
-    batch: int
     context: int
     target: int
     reversal_length: int
@@ -139,7 +134,7 @@ def _one_run(task: str, cfg: ModelConfig, seed: int, s: ConditionalSettings, cor
     torch.manual_seed(seed)
     model = Transformer(cfg)
     result = train(model, lambda g: task_batch(task, cfg.arch, s.batch, s.context, length, g, corpus["train"]),
-                   TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
+                   s.train_config(seed, progress))
     g = torch.Generator().manual_seed(10_000)  # the same held-out batches for every run
     val = [task_batch(task, cfg.arch, s.batch, s.context, length, g, corpus["val"]) for _ in range(s.eval_batches)]
     return {"task": task, "arch": cfg.arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
@@ -153,14 +148,13 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     parameters"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.conditional --scale {scale}" + (f" --out {out}" if out else "")
     corpus = {split: corpus_tokens(split) for split in ("train", "val")}
     sections = {task: (lambda task=task: [_one_run(task, _base_config(a, task, s), seed, s, corpus, progress)
                                           for a in ARCHS for seed in s.seeds])
                 for task in TASKS}
     sections["t5_variants"] = lambda: _t5_variants(s, corpus, progress)
     assert tuple(sections) == SECTIONS
-    return run_sections(sections, settings_dict(s), out, command)
+    return run_sections(sections, settings_dict(s), out, experiment_command("conditional", scale, out))
 
 
 def _t5_variants(s: ConditionalSettings, corpus: dict, progress: bool) -> list[dict]:

@@ -26,10 +26,11 @@ from .config import ModelConfig
 from .model import Transformer
 from .objectives import Batch, full_lm, masked_lm
 from .probes import permutation_gap
-from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
+from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
+                      run_sections, settings_dict)
 from .scale import current_scale
 from .text import corpus_tokens, random_chunks, with_bos
-from .train import TrainConfig, evaluate, train
+from .train import RunSizes, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "nope"
 # name -> (arch, position)
@@ -45,15 +46,10 @@ SECTIONS = tuple(VARIANTS)  # one stored section per variant, so a long run resu
 
 
 @dataclass(frozen=True)
-class NopeSettings:
+class NopeSettings(RunSizes):
     """Sizes of one scale of the NoPE experiment. Defined in the chapter "Encoder vs decoder
     at equal parameters"."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    steps: int
-    batch: int
     length: int
     seeds: tuple[int, ...]
     eval_batches: int
@@ -182,7 +178,7 @@ def _one_run(name: str, seed: int, s: NopeSettings, corpus: dict, progress: bool
     torch.manual_seed(seed)
     model = Transformer(cfg)
     result = train(model, lambda g: lm_batch(arch, with_bos(random_chunks(corpus["train"], s.batch, s.length - 1, g)), g),
-                   TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
+                   s.train_config(seed, progress))
     return {"variant": name, "arch": arch, "position": position, "seed": seed,
             "parameters": sum(p.numel() for p in model.parameters()), "train_losses": result.losses,
             **_measure(model, s, corpus["val"])}
@@ -193,11 +189,9 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     the results. Defined in the chapter "Encoder vs decoder at equal parameters"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.nope --scale {scale}" + (f" --out {out}" if out else "")
     corpus = {split: corpus_tokens(split) for split in ("train", "val")}
-    sections = {name: (lambda name=name: [_one_run(name, seed, s, corpus, progress) for seed in s.seeds])
-                for name in VARIANTS}
-    return run_sections(sections, settings_dict(s), out, command)
+    sections = per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, corpus, progress))
+    return run_sections(sections, settings_dict(s), out, experiment_command("nope", scale, out))
 
 
 def all_runs(results: dict) -> list[dict]:

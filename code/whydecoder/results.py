@@ -137,6 +137,19 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
     return results
 
 
+def per_seed_sections(names, seeds, one_run) -> dict:
+    """One section per name for :func:`run_sections`: the list of ``one_run(name, seed)``
+    over ``seeds``, so that a long run stores and resumes name by name.
+    Defined in "How to read this book"."""
+    return {name: (lambda name=name: [one_run(name, seed) for seed in seeds]) for name in names}
+
+
+def experiment_command(module: str, scale: str, out) -> str:
+    """The command line that reproduces a run, as stored in its provenance.
+    Defined in "How to read this book"."""
+    return f"python -m whydecoder.{module} --scale {scale}" + (f" --out {out}" if out else "")
+
+
 def load_complete(path: str | os.PathLike, sections) -> dict | None:
     """The stored payload at ``path`` if it holds every one of ``sections``, else ``None``
     (absent, or a run still in progress). Defined in "How to read this book"."""

@@ -65,6 +65,26 @@ class TrainConfig:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@dataclass(frozen=True)
+class RunSizes:
+    """The sizes a chapter experiment's settings share: a model of width ``d_model`` with
+    ``n_layers`` layers and ``n_heads`` heads, trained for ``steps`` steps of ``batch``
+    examples. Each experiment subclasses it with its own fields, including ``lr``.
+
+    Defined in "How to read this book".
+    """
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    steps: int
+    batch: int
+
+    def train_config(self, seed: int, progress: bool = True) -> TrainConfig:
+        """AdamW at the experiment's ``lr`` for ``steps`` steps, 5% of them warmup."""
+        return TrainConfig(steps=self.steps, lr=self.lr, warmup=max(1, self.steps // 20), seed=seed, progress=progress)
+
+
 @dataclass
 class TrainResult:
     """Logged steps and losses, throughput, and the step a resumed run started from.

@@ -34,10 +34,11 @@ from .config import ModelConfig
 from .generate import generate, unmask_generate
 from .model import Transformer, sequence_loss
 from .objectives import full_lm, masked_lm, random_rate_masked_lm
-from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
+from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
+                      run_sections, settings_dict)
 from .scale import current_scale
 from .text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
-from .train import TrainConfig, train
+from .train import RunSizes, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "unmasking"
 TOK = ByteTokenizer()
@@ -52,15 +53,10 @@ WORD = re.compile(r"[A-Za-z]{2,}")
 
 
 @dataclass(frozen=True)
-class UnmaskingSettings:
+class UnmaskingSettings(RunSizes):
     """Sizes of one scale of the C14 experiment. Defined in the chapter "Encoder vs decoder
     at equal parameters"."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    steps: int
-    batch: int
     length: int
     prompt: int
     seeds: tuple[int, ...]
@@ -169,7 +165,7 @@ def _one_run(name: str, seed: int, s: UnmaskingSettings, data: dict, progress: b
     torch.manual_seed(seed)
     model = Transformer(cfg)
     result = train(model, lambda g: objective(with_bos(random_chunks(data["train"], s.batch, s.length - 1, g)), g),
-                   TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
+                   s.train_config(seed, progress))
     rows = data["rows"]
     position = s.length // 2
     truth = rows[:, position]
@@ -198,13 +194,11 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     parameters"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.unmasking --scale {scale}" + (f" --out {out}" if out else "")
     train_ids = corpus_tokens("train")
     data = {"train": train_ids, "rows": held_out_rows(s.eval_rows, s.length),
             "candidates": train_ids.unique(), "vocabulary": corpus_vocabulary(train_ids)}
-    sections = {name: (lambda name=name: [_one_run(name, seed, s, data, progress) for seed in s.seeds])
-                for name in VARIANTS}
-    return run_sections(sections, settings_dict(s), out, command)
+    sections = per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, data, progress))
+    return run_sections(sections, settings_dict(s), out, experiment_command("unmasking", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:

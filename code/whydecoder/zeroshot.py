@@ -26,10 +26,11 @@ from .conditional import exact_match
 from .config import ModelConfig
 from .model import Transformer
 from .objectives import Batch, full_lm, prefix_lm, span_corruption
-from .results import experiment_main, load_complete as load_stored, run_sections, settings_dict
+from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
+                      run_sections, settings_dict)
 from .scale import current_scale
 from .text import ByteTokenizer, corpus_tokens
-from .train import TrainConfig, evaluate, train
+from .train import RunSizes, TrainConfig, evaluate, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "zeroshot"
 TOK = ByteTokenizer()
@@ -129,16 +130,11 @@ def prompted_batch(task: str, arch: str, n: int, word_length: int, generator: to
 
 
 @dataclass(frozen=True)
-class ZeroShotSettings:
+class ZeroShotSettings(RunSizes):
     """Sizes of one scale of the C09/C10 experiment. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    steps: int
     finetune_steps: int
-    batch: int
     length: int
     task_share: float
     seeds: tuple[int, ...]
@@ -180,7 +176,7 @@ def _one_run(cell: str, seed: int, s: ZeroShotSettings, corpus: torch.Tensor, pr
     torch.manual_seed(seed)
     model = Transformer(cell_config(cell, s))
     pre = train(model, lambda g: pretraining_batch(cell, pretraining_rows(corpus, s.batch, s.length, s.task_share, g), g),
-                TrainConfig(steps=s.steps, lr=s.lr, warmup=max(1, s.steps // 20), seed=seed, progress=progress))
+                s.train_config(seed, progress))
     scores = {"pretrained": score_tasks(model, TASKS, s)}
 
     def finetune_batch(g):
@@ -200,11 +196,9 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     decoder at equal parameters"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.zeroshot --scale {scale}" + (f" --out {out}" if out else "")
     corpus = corpus_tokens("train")
-    sections = {cell: (lambda cell=cell: [_one_run(cell, seed, s, corpus, progress) for seed in s.seeds])
-                for cell in CELLS}
-    return run_sections(sections, settings_dict(s), out, command)
+    sections = per_seed_sections(CELLS, s.seeds, lambda cell, seed: _one_run(cell, seed, s, corpus, progress))
+    return run_sections(sections, settings_dict(s), out, experiment_command("zeroshot", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
