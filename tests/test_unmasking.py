@@ -117,19 +117,21 @@ def test_fill_blank_encoder_reads_the_masked_position():
     assert torch.equal(u.fill_blank(enc, r, 4, candidates), expected)
 
 
-def test_valid_word_share_ignores_cut_words():
+def test_real_words_counts_words_of_the_corpus_per_text():
     vocab = {"the", "function", "returns"}
-    assert u.valid_word_share(["ction returns the valuX"], vocab) == 1.0
-    assert u.valid_word_share(["xx the qzqz function yy"], vocab) == pytest.approx(2 / 3)
-    assert u.valid_word_share(["a b"], vocab) != u.valid_word_share(["a b"], vocab)  # NaN: no words
+    assert u.real_words(["ction returns the valuX"], vocab) == 2  # cut words at the ends do not count
+    assert u.real_words(["xx the qzqz function yy", "   ..  |  "], vocab) == pytest.approx(1.0)
+    assert u.real_words(["a b"], vocab) == 0
+    with pytest.raises(ValueError, match="no texts"):
+        u.real_words([], vocab)
     assert "returns" in u.corpus_vocabulary(torch.tensor(list(b"it returns a value")))
 
 
-def fake_results(bert_nll=2.2, rr_nll=1.7, bert_words=0.5, bert_blank=0.6, causal_blank=0.5):
+def fake_results(bert_nll=2.2, rr_nll=1.7, bert_words=0.5, bert_blank=0.6, causal_blank=0.5):  # words per sample
     out = {}
     for name, nll, words, blank in (("causal LM", 1.6, 0.8, causal_blank), ("masked LM (15%)", bert_nll, bert_words, bert_blank),
                                     ("masked LM (random rate)", rr_nll, 0.7, 0.55)):
-        out[name] = [{"variant": name, "seed": s, "nll": nll + 0.01 * s, "valid_word_share": words,
+        out[name] = [{"variant": name, "seed": s, "nll": nll + 0.01 * s, "real_words": words,
                       "blank_accuracy": blank + 0.01 * s} for s in range(3)]
     return out
 

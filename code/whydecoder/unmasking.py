@@ -15,7 +15,7 @@ held-out text:
   tokens before ``t`` and ``<mask>`` at ``t`` and after it. Both are exact log-likelihoods
   of the same continuation under a left-to-right factorisation, in nats per byte;
 - samples: continuations generated left to right (causal LM) or by iterative unmasking
-  (masked LMs), and the share of their words that occur in the training text;
+  (masked LMs), and how many real words (words of the training text) each holds;
 - filling one blank in the middle of a text: the masked LMs predict it directly; the
   causal LM either from the left context alone, or by scoring every candidate byte with
   its likelihood of the whole text (which uses the right context too, at one forward pass
@@ -132,13 +132,14 @@ def fill_blank(model: Transformer, rows: torch.Tensor, position: int, candidates
     return torch.stack(guesses)
 
 
-def valid_word_share(texts: list[str], vocabulary: set[str]) -> float:
-    """The share of words (runs of two or more ASCII letters) in ``texts`` that occur in
-    ``vocabulary``, ignoring the first and last word of each text (they may be cut).
-    NaN when there are no such words. Defined in the chapter "Encoder vs decoder at equal
-    parameters"."""
-    words = [w for text in texts for w in WORD.findall(text)[1:-1]]
-    return sum(w in vocabulary for w in words) / len(words) if words else float("nan")
+def real_words(texts: list[str], vocabulary: set[str]) -> float:
+    """The mean number of real words per text: words (runs of two or more ASCII letters)
+    that occur in ``vocabulary``, not counting the first and last word of each text (they
+    may be cut). A text of spaces and punctuation scores 0, so does one of made-up words.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    if not texts:
+        raise ValueError("no texts to score")
+    return sum(w in vocabulary for text in texts for w in WORD.findall(text)[1:-1]) / len(texts)
 
 
 def corpus_vocabulary(ids: torch.Tensor) -> set[str]:
@@ -177,7 +178,7 @@ def _one_run(name: str, seed: int, s: UnmaskingSettings, data: dict, progress: b
     texts = [TOK.decode(row[s.prompt :]) for row in sample(model, prompts, s.length - s.prompt, s.temperature, seed)]
     return {"variant": name, "arch": arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "train_losses": result.losses, "nll": left_to_right_nll(model, rows, s.prompt),
-            "valid_word_share": valid_word_share(texts, data["vocabulary"]), "samples": texts[:4], **blank}
+            "real_words": real_words(texts, data["vocabulary"]), "samples": texts[:4], **blank}
 
 
 def held_out_rows(n: int, length: int) -> torch.Tensor:
@@ -220,8 +221,8 @@ def c14_checks(results: dict, tolerance: float = 0.1) -> dict[str, bool]:
     """The tests behind C14's verdict:
 
     - ``bert_generates_poorly``: the 15% masked LM's left-to-right loss is worse than the
-      causal LM's by more than ``tolerance`` (relative) and fewer of its sampled words are
-      real words;
+      causal LM's by more than ``tolerance`` (relative) and its samples hold fewer real
+      words;
     - ``encoder_wins_blanks``: the 15% masked LM fills blanks better than the causal LM
       even when the causal LM scores every candidate with the whole text (by more than two
       standard errors, paired by seed);
@@ -232,7 +233,7 @@ def c14_checks(results: dict, tolerance: float = 0.1) -> dict[str, bool]:
     """
     causal, bert, rr = "causal LM", "masked LM (15%)", "masked LM (random rate)"
     nll_gap, _ = paired(results, "nll", bert, causal)
-    words_gap, _ = paired(results, "valid_word_share", bert, causal)
+    words_gap, _ = paired(results, "real_words", bert, causal)
     blank_gap, blank_se = paired(results, "blank_accuracy", bert, causal)
     rr_gap, _ = paired(results, "nll", rr, causal)
     causal_nll = sum(r["nll"] for r in results[causal]) / len(results[causal])
