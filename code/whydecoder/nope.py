@@ -149,9 +149,9 @@ def _measure(model: Transformer, s: NopeSettings, corpus: torch.Tensor) -> dict:
     val = [lm_batch(arch, r, torch.Generator().manual_seed(i)) for i, r in enumerate(rows)]
     half = s.length // 2
     second = [lm_batch(arch, r, torch.Generator().manual_seed(i), score_from=half) for i, r in enumerate(rows)]
-    shuffled = []
-    for b in second:
-        mixed = shuffle_first_half(b.targets if arch == "encoder" else torch.cat([b.tokens[:, :1], b.targets], 1), g)
+    shuffled = []  # the same scored tokens (and masks), the first half read in another order
+    for r, b in zip(rows, second):
+        mixed = shuffle_first_half(r, g)
         if arch == "encoder":
             tokens = b.tokens.clone()
             tokens[:, :half] = mixed[:, :half]
