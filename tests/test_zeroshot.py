@@ -96,6 +96,9 @@ def test_c09_and_c10_verdicts():
     assert z.ranking(r, "pretrained")[0] == "CD:FLM" and z.ranking(r, "finetuned")[0] == "ED:MLM"
     assert z.c09_verdict(r) == "supported" and z.c10_verdict(r) == "supported"
     assert z.c10_verdict(fake_results(BASE, BASE)) == "refuted"  # the encoder-decoder stays behind
+    narrowed = dict(BASE, **{"ED:PLM": 1.1})  # the finetune closes most of the gap, no flip
+    assert z.c10_verdict(fake_results(BASE, narrowed)) == "nuanced"
+    assert z.gap_closed_by_finetune(fake_results(BASE, narrowed), "ED:PLM")[0] == pytest.approx(0.2)
     assert z.c09_verdict(fake_results(dict(BASE, **{"ND:PLM": 0.9}), BASE)) == "refuted"
     tied = fake_results(dict(BASE, **{"ND:PLM": 1.0}), dict(BASE, **{"ED:PLM": 1.0}))
     assert z.c09_verdict(tied) == "nuanced" and z.c10_verdict(tied) == "nuanced"

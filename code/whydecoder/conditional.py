@@ -23,6 +23,7 @@ from .model import Transformer
 from .objectives import Batch, prefix_lm
 from .results import experiment_command, experiment_main, load_complete as load_stored, run_sections, settings_dict
 from .scale import current_scale
+from .stats import mean_and_se
 from .text import corpus_tokens, random_chunks
 from .train import RunSizes, evaluate, train
 
@@ -197,7 +198,7 @@ def c01_evidence(runs: list[dict]) -> dict:
     two_p, shared, decoder = loss[names[0]], loss[names[1]], loss[names[3]]
 
     def paired(diff):
-        mean, se = _mean_and_se(diff)
+        mean, se = mean_and_se(diff)
         return mean, se, mean > 2 * se and mean > 0.01 * float(two_p.mean())
 
     edge, edge_se, edge_sig = paired(decoder - two_p)
@@ -243,12 +244,6 @@ def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     return load_stored(path, SECTIONS)
 
 
-def _mean_and_se(diffs: torch.Tensor) -> tuple[float, float]:
-    """Mean of paired differences over seeds and its standard error (NaN for one seed)."""
-    se = float(diffs.std(unbiased=True) / len(diffs) ** 0.5) if len(diffs) > 1 else float("nan")
-    return float(diffs.mean()), se
-
-
 def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:
     """Per seed, causal decoder minus prefix-LM on ``metric`` (positive loss gap: the
     prefix-LM is better), with the mean and the standard error over seeds.
@@ -258,7 +253,7 @@ def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:
     by = {(r["arch"], r["seed"]): r[metric] for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     gaps = torch.tensor([by[("decoder", s)] - by[("prefix-lm", s)] for s in seeds], dtype=torch.float64)
-    mean, se = _mean_and_se(gaps)
+    mean, se = mean_and_se(gaps)
     return {"gaps": gaps.tolist(), "mean": mean, "se": se,
             "decoder": float(torch.tensor([by[("decoder", s)] for s in seeds]).mean()),
             "prefix-lm": float(torch.tensor([by[("prefix-lm", s)] for s in seeds]).mean())}

@@ -37,6 +37,7 @@ from .objectives import full_lm, masked_lm, random_rate_masked_lm
 from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
                       run_sections, settings_dict)
 from .scale import current_scale
+from .stats import mean_and_se
 from .text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
 from .train import RunSizes, train
 
@@ -213,8 +214,7 @@ def paired(results: dict, metric: str, a: str, b: str) -> tuple[float, float]:
     its standard error. Defined in the chapter "Encoder vs decoder at equal parameters"."""
     by = {(r["variant"], r["seed"]): r[metric] for name in VARIANTS for r in results[name]}
     seeds = sorted({sd for (_, sd) in by})
-    d = torch.tensor([by[(a, sd)] - by[(b, sd)] for sd in seeds], dtype=torch.float64)
-    return float(d.mean()), float(d.std(unbiased=True) / len(d) ** 0.5) if len(d) > 1 else float("nan")
+    return mean_and_se([by[(a, sd)] - by[(b, sd)] for sd in seeds])
 
 
 def c14_checks(results: dict, tolerance: float = 0.1) -> dict[str, bool]:
