@@ -179,6 +179,7 @@ def _one_run(cell: str, seed: int, s: ZeroShotSettings, corpus: torch.Tensor, pr
     arch, _ = CELLS[cell]
     torch.manual_seed(seed)
     model = Transformer(cell_config(cell, s))
+
     def pretraining(g):
         return pretraining_batch(cell, pretraining_rows(corpus, s.batch, s.length, s.task_share, g), g)
 
