@@ -224,16 +224,18 @@ def held_out_score(run: dict, stage: str, metric: str = "loss") -> float:
     return sum(run[stage][t][metric] for t in HELD_OUT_TASKS) / len(HELD_OUT_TASKS)
 
 
-def _by_seed(results: dict, cell: str, stage: str) -> dict[int, float]:
-    return {r["seed"]: held_out_score(r, stage) for r in results[cell]}
+def _seed_gaps(results: dict, a: str, b: str, stage: str) -> dict[int, float]:
+    """Held-out answer loss of cell ``a`` minus cell ``b`` at ``stage``, seed by seed."""
+    la = {r["seed"]: held_out_score(r, stage) for r in results[a]}
+    lb = {r["seed"]: held_out_score(r, stage) for r in results[b]}
+    return {sd: la[sd] - lb[sd] for sd in sorted(la)}
 
 
 def cell_gap(results: dict, a: str, b: str, stage: str) -> tuple[float, float]:
     """Held-out answer loss of cell ``a`` minus cell ``b`` at ``stage`` (negative: ``a`` is
     better), mean over seeds (paired) and its standard error. Defined in the chapter
     "Encoder vs decoder at equal parameters"."""
-    la, lb = _by_seed(results, a, stage), _by_seed(results, b, stage)
-    return mean_and_se([la[sd] - lb[sd] for sd in sorted(la)])
+    return mean_and_se(list(_seed_gaps(results, a, b, stage).values()))
 
 
 def gap_closed_by_finetune(results: dict, a: str, b: str = "CD:FLM") -> tuple[float, float]:
@@ -241,9 +243,8 @@ def gap_closed_by_finetune(results: dict, a: str, b: str = "CD:FLM") -> tuple[fl
     closes: ``(a - b) after pretraining - (a - b) after finetuning``, per seed (positive:
     ``a`` gained more), with its standard error. Defined in the chapter "Encoder vs decoder
     at equal parameters"."""
-    gaps = {stage: {sd: _by_seed(results, a, stage)[sd] - _by_seed(results, b, stage)[sd]
-                    for sd in _by_seed(results, a, stage)} for stage in STAGES}
-    return mean_and_se([gaps["pretrained"][sd] - gaps["finetuned"][sd] for sd in sorted(gaps["pretrained"])])
+    before, after = (_seed_gaps(results, a, b, stage) for stage in STAGES)
+    return mean_and_se([before[sd] - after[sd] for sd in before])
 
 
 def ranking(results: dict, stage: str) -> list[str]:
