@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11, package registries only):
 #   make book   build the HTML site into _build/html (warnings are errors)
 #   make test   run the package's tests and execute every notebook with nbval
+#   make check-site  open every page of the built site in headless Chromium (after make book)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PY ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JOBS ?= 2
 
-.PHONY: book test env lab clean
+.PHONY: book test env lab check-site check-lab clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,11 +22,15 @@ env: $(STAMP)
 
 book: $(STAMP)
 	mkdir -p _build
+	$(BIN)/python tools/book_cache.py _build
 	$(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 | tee _build/build.log
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
+
+check-site: $(STAMP)
+	$(BIN)/python tools/check_site.py _build/html --screenshots _build/screenshots
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-lab.txt -c constraints.txt

@@ -11,7 +11,7 @@ SHARED_CLAIMS = Path(__file__).resolve().parents[1].parent / "shared" / "claims.
 
 def test_ledger_is_valid_and_complete():
     rows = read_ledger()
-    assert [r["id"] for r in rows] == [f"C{i:02d}" for i in range(1, 18)]
+    assert [r["id"] for r in rows] == [f"C{i:02d}" for i in range(1, 22)]
     assert all(r["verdict"] in VERDICTS for r in rows)
 
 

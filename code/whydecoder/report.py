@@ -16,19 +16,65 @@ def chapter_page(slug: str) -> str | None:
     return f"../chapters/{slug}/{notebooks[0].stem}.html" if notebooks else None
 
 
+def chapter_title(slug: str) -> str | None:
+    """The title (first ``#`` heading) of a chapter folder's notebook, or ``None`` when the
+    chapter does not exist yet. Defined in "The claims ledger"."""
+    import json
+
+    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
+    if not notebooks:
+        return None
+    for cell in json.loads(notebooks[0].read_text(encoding="utf-8"))["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if cell["cell_type"] == "markdown" and line.startswith("# "):
+                return line[2:].strip()
+    return slug
+
+
+#: Column widths of the ledger table (per cent of the text column), so that it fits the page.
+LEDGER_COLUMNS = (("Id", 6), ("Claim", 26), ("Sources · papers", 14), ("Chapter", 13), ("Verdict", 12), ("Evidence", 29))
+
+
 def ledger_html(rows: list[dict]) -> str:
-    """The ledger as an HTML table, verdicts coloured, chapters linked.
+    """The ledger as an HTML table that fits the text column: verdicts coloured, chapters
+    linked by title, each row an anchor ``claim-C01`` that other pages link to.
 
     Defined in "The claims ledger".
     """
-    head = "".join(f"<th>{h}</th>" for h in ("Id", "Claim", "Sources · papers", "Chapter", "Verdict", "Evidence"))
+    cols = "".join(f'<col style="width:{w}%">' for _, w in LEDGER_COLUMNS)
+    head = "".join(f'<th style="padding:4px">{h}</th>' for h, _ in LEDGER_COLUMNS)
     body = []
     for row in rows:
-        page = chapter_page(row["chapter"])
-        chapter = f'<a href="{page}">{html.escape(row["chapter"])}</a>' if page else f"<em>{html.escape(row['chapter'])} (planned)</em>"
+        page, title = chapter_page(row["chapter"]), chapter_title(row["chapter"])
+        if page:
+            chapter = f'<a href="{page}">{html.escape(title)}</a>'
+        else:
+            chapter = "<em>planned</em>"
         colour = VERDICT_COLOURS[row["verdict"]]
         verdict = f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">{row["verdict"]}</span>'
-        origin = f'{html.escape(row["sources"])}<br><small>{html.escape(row["papers"])}</small>'
+        origin = f'{html.escape(row["sources"])}<br><span style="font-size:0.9em">{html.escape(row["papers"])}</span>'
         cells = [html.escape(row["id"]), html.escape(row["claim"]), origin, chapter, verdict, html.escape(row["evidence"]) or "&mdash;"]
-        body.append("<tr>" + "".join(f'<td style="vertical-align:top">{c}</td>' for c in cells) + "</tr>")
-    return f'<table class="table" style="font-size:0.85em"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        nowrap = (True, False, False, False, True, False)
+        body.append(f'<tr id="claim-{html.escape(row["id"])}">' + "".join(
+            f'<td style="vertical-align:top;padding:4px{";white-space:nowrap" if keep else ""}">{c}</td>'
+            for c, keep in zip(cells, nowrap)) + "</tr>")
+    style = "font-size:0.8em;table-layout:fixed;width:100%;overflow-wrap:break-word"
+    return (f'<table class="table" style="{style}"><colgroup>{cols}</colgroup>'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def readable_table(df, formats: dict | None = None, names: dict | None = None, index: bool = True):
+    """A DataFrame styled for reading in the text column: snake_case headers become words
+    (or ``names[column]``), ``formats`` (by original column name) set the digits, missing
+    values show as a dash, and the index is hidden unless ``index``.
+
+    Defined in "How to read this book".
+    """
+    names = dict(names or {})
+    pretty = {c: names.get(c, str(c).replace("_", " ")) for c in df.columns}
+    shown = df.rename(columns=pretty)
+    if df.index.name:
+        shown.index.name = names.get(df.index.name, str(df.index.name).replace("_", " "))
+    style = shown.style.format({pretty[c]: f for c, f in (formats or {}).items()}, na_rep="–")
+    style = style.set_table_attributes('class="book-table"')
+    return style if index else style.hide(axis="index")

@@ -173,7 +173,15 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
                                      description=f"Run and store the experiments of whydecoder.{module}.")
     parser.add_argument("--scale", choices=("smoke", "full"), default=None)
     parser.add_argument("--out", default=None, help="where to store the results (JSON)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op CPU threads (default 1: the book's small models train fastest "
+                             "single-threaded, and two runs side by side then share two cores)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    from .threads import limit_threads
+
+    limit_threads(args.threads)
     scale = current_scale(args.scale)
     out = args.out or Path(results_dir) / f"{scale}.json"
     run(scale, out)
