@@ -2,6 +2,7 @@
 #   make book   build the HTML site into _build/html (warnings are errors)
 #   make test   run the package's tests and execute every notebook with nbval
 #   make check-site  open every page of the built site in headless Chromium (after make book)
+#   make check-lab   run one chapter in a real JupyterLab and check what it renders
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PY ?= $(shell command -v python3.11 || command -v python3)
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JOBS ?= 2
 
-.PHONY: book test env lab check-site check-lab clean
+.PHONY: book test env lab lab-env check-site check-lab clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,8 +33,17 @@ test: $(STAMP)
 check-site: $(STAMP)
 	$(BIN)/python tools/check_site.py _build/html --screenshots _build/screenshots
 
-lab: $(STAMP)
+LAB_STAMP := $(VENV)/.lab-stamp
+$(LAB_STAMP): $(STAMP) requirements-lab.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-lab.txt -c constraints.txt
+	touch $(LAB_STAMP)
+
+lab-env: $(LAB_STAMP)
+
+check-lab: $(LAB_STAMP)
+	$(BIN)/python tools/check_lab.py chapters/01_four_architectures/four_architectures.ipynb --screenshot _build/screenshots/lab.png
+
+lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab chapters
 
 clean:

@@ -65,17 +65,28 @@ def site(tmp_path_factory):
     return root
 
 
-def test_a_clean_page_passes(site, tmp_path):
+@pytest.fixture(scope="module")
+def found(site, tmp_path_factory):
+    """One browser run over every page of the tiny site: the problems, by page."""
     _need_chromium()
-    problems = check_site.check_site(site, tmp_path / "shots", pages=[site / "good.html", site / "index.html"])
-    assert problems == []
-    assert (tmp_path / "shots" / "good.png").stat().st_size > 0
+    shots = tmp_path_factory.mktemp("shots")
+    pages = [site / "good.html", site / "index.html"] + [site / name for name in BAD]
+    problems = check_site.check_site(site, shots, pages=pages)
+    by_page = {p.name: [] for p in pages}
+    for problem in problems:
+        by_page[problem.page].append(problem)
+    return by_page, shots
+
+
+def test_a_clean_page_passes(found):
+    by_page, shots = found
+    assert by_page["good.html"] == [] and by_page["index.html"] == []
+    assert (shots / "good.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_each_kind_of_problem_is_found(site, name):
-    _need_chromium()
-    problems = check_site.check_site(site, None, pages=[site / name])
+def test_each_kind_of_problem_is_found(found, name):
+    problems = found[0][name]
     kinds = {p.kind for p in problems}
     assert BAD[name][1] in kinds, f"{name}: expected {BAD[name][1]!r}, found {problems}"
     # a script error or a 404 also logs to the console, and a missing image is a missing file too
@@ -114,3 +125,12 @@ def test_the_command_refuses_a_folder_without_a_site(capsys, tmp_path):
     _need_chromium()
     assert check_site.main([str(tmp_path)]) == 2
     assert "make book" in capsys.readouterr().err
+
+
+def test_raw_myst_is_recognised_in_rendered_markdown():
+    spec = importlib.util.spec_from_file_location("check_lab", ROOT / "tools" / "check_lab.py")
+    check_lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_lab)
+    raw = "See {doc}`../x` and {cite:p}`su2023` and {glue:text}`loss:.2f` nats."
+    assert check_lab.RAW_MYST.findall(raw) == ["{doc}`", "{cite:p}`", "{glue:text}`"]
+    assert check_lab.RAW_MYST.findall("A set {1, 2} and `code` and f(x) = {x}") == []
