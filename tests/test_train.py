@@ -62,6 +62,14 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         load_checkpoint(tmp_path / "c.pt", other)
 
 
+@pytest.mark.parametrize("change", [{"steps": 14}, {"seed": 1}])
+def test_resuming_under_other_training_settings_is_refused(tmp_path, change):
+    with pytest.raises(Interrupted):
+        _run(tmp_path, steps=12, ckpt_name="d.pt", interrupt_at=7)
+    with pytest.raises(ValueError, match=f"other training settings.*{next(iter(change))}"):
+        _run(tmp_path, ckpt_name="d.pt", **{"steps": 12, **change})
+
+
 def test_evaluate_weights_by_target_tokens():
     model, _ = _run(steps=3)
     chunks = random_chunks(corpus_tokens("val"), 2, 17, torch.Generator().manual_seed(0))
@@ -69,11 +77,33 @@ def test_evaluate_weights_by_target_tokens():
     assert evaluate(model, [batch, batch]) == pytest.approx(evaluate(model, [batch]))
 
 
-def test_bad_train_config():
-    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
-        TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="-1"):
-        TrainConfig(lr=-1)
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", 0, "steps must be an integer >= 1, got 0"),
+    ("steps", 2.5, "steps must be an integer"),
+    ("lr", -1, "lr must be a finite number > 0, got -1"),
+    ("lr", float("nan"), "lr must be a finite number"),
+    ("lr", 0, "lr must be a finite number > 0"),
+    ("grad_clip", -1.0, "grad_clip must be a finite number >= 0, got -1.0"),  # would reverse the gradients
+    ("grad_clip", float("inf"), "grad_clip must be a finite number"),
+    ("min_lr_ratio", -0.1, "min_lr_ratio must be a finite number >= 0 and <= 1"),  # would drive the rate negative
+    ("min_lr_ratio", 1.5, "min_lr_ratio must be a finite number >= 0 and <= 1"),
+    ("log_every", 0, "log_every must be an integer >= 1, got 0"),  # divided by zero
+    ("checkpoint_every", 0, "checkpoint_every must be an integer >= 1"),
+    ("warmup", -1, "warmup must be an integer >= 0"),
+    ("warmup", 300, "warmup \\(300\\) must not exceed steps \\(200\\)"),
+    ("weight_decay", -0.01, "weight_decay must be a finite number >= 0"),
+    ("seed", -3, "seed must be an integer >= 0"),
+    ("seed", True, "seed must be an integer"),
+    ("device", "tpu", "device must be 'auto', 'cpu' or 'cuda"),
+])
+def test_bad_train_config(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_no_clipping_is_allowed():
+    assert TrainConfig(grad_clip=0).grad_clip == 0
+    assert TrainConfig(grad_clip=None).grad_clip is None
 
 
 def test_results_are_stored_with_provenance(tmp_path):

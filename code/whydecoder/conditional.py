@@ -241,7 +241,7 @@ def c01_verdict(ours: dict, t5_lost: dict[str, float]) -> str:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if it holds every section, else ``None``. Defined in the chapter
     "Encoder vs decoder at equal parameters"."""
-    return load_stored(path, SECTIONS)
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 def paired_gaps(runs: list[dict], metric: str = "target_loss") -> dict:

@@ -456,7 +456,7 @@ def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
 
     Defined in the chapter "In-context learning".
     """
-    return load_stored(path, SECTIONS)
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 if __name__ == "__main__":

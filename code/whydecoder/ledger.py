@@ -2,7 +2,9 @@
 chapter computed and one line of evidence.
 
 Chapters call :func:`record_verdict` after asserting their result; CI then checks that
-the committed ledger equals what the notebooks computed. Explained in "The claims ledger".
+the committed ledger equals what the notebooks computed. Only evidence that stands as the
+book's result is written: stored full-scale results, an exact computation, or a dataset.
+A smoke-scale run never changes the ledger. Explained in "The claims ledger".
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from pathlib import Path
 
 from .results import atomic_write_text
 
 COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
 VERDICTS = ("supported", "refuted", "nuanced", "untested")
+#: What a verdict may rest on. Only the first three write the ledger; "smoke" never does.
+EVIDENCE_SCALES = ("full", "exact", "dataset", "smoke")
 LEDGER_PATH = Path(__file__).resolve().parents[2] / "data" / "claims.csv"
 
 
@@ -39,6 +44,8 @@ def validate_ledger(rows: list[dict]) -> None:
         raise ValueError(f"ledger columns {columns} differ from the expected {COLUMNS}")
     seen = set()
     for i, row in enumerate(rows):
+        for column in COLUMNS:
+            _check_one_line(row.get(column), f"row {i}, column {column!r}")
         cid = row["id"]
         if not re.fullmatch(r"C\d\d", cid or ""):
             raise ValueError(f"row {i}: claim id {cid!r} is not of the form C01")
@@ -53,6 +60,17 @@ def validate_ledger(rows: list[dict]) -> None:
             raise ValueError(f"claim {cid}: verdict {row['verdict']!r} needs one line of evidence")
 
 
+def _check_one_line(text, where: str) -> None:
+    """Refuse a value that is not a string or that holds a line break or a control
+    character (a carriage return once left a ledger that no later read could parse)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: expected text, got {text!r}")
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Zl", "Zp")]
+    if bad:
+        raise ValueError(f"{where}: {text[:60]!r} holds a line break or control character {bad[0]!r}; "
+                         "the ledger keeps one line per field")
+
+
 def _render(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -61,21 +79,34 @@ def _render(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def record_verdict(claim_id: str, verdict: str, evidence: str, chapter: str | None = None, path: str | Path = LEDGER_PATH) -> dict:
-    """Set a claim's verdict and evidence (and chapter); rewrite the file only if it changed.
+def record_verdict(claim_id: str, verdict: str, evidence: str, chapter: str | None = None, *,
+                   evidence_scale: str, path: str | Path = LEDGER_PATH) -> dict:
+    """Set a claim's verdict and evidence (and chapter) and return the row.
 
-    Returns the updated row. Defined in "The claims ledger".
+    ``evidence_scale`` says what the verdict rests on: ``"full"`` (complete stored
+    full-scale results), ``"exact"`` (a computation with no scales), ``"dataset"``, or
+    ``"smoke"``. A smoke-scale verdict is returned but never written: the ledger keeps
+    the row the stored results gave it. The file is rewritten (atomically, keeping its
+    mode) only when the row changed. Defined in "The claims ledger".
     """
+    if evidence_scale not in EVIDENCE_SCALES:
+        raise ValueError(f"evidence_scale {evidence_scale!r} is not one of {EVIDENCE_SCALES}")
     if verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
-    if "\n" in evidence or not evidence.strip():
+    if not isinstance(evidence, str) or "\n" in evidence or not evidence.strip():
         raise ValueError(f"evidence must be one non-empty line, got {evidence!r}")
+    _check_one_line(evidence, f"evidence of {claim_id}")
+    if chapter is not None:
+        _check_one_line(chapter, f"chapter of {claim_id}")
     rows = read_ledger(path)
     match = [row for row in rows if row["id"] == claim_id]
     if not match:
         raise ValueError(f"unknown claim id {claim_id!r}; the ledger has {[r['id'] for r in rows]}")
     row = match[0]
     new = dict(row, verdict=verdict, evidence=evidence.strip(), chapter=chapter or row["chapter"])
+    if evidence_scale == "smoke":
+        print(f"{claim_id}: smoke-scale verdict {verdict!r}, not recorded; the ledger keeps {row['verdict']!r}")
+        return new
     if new != row:
         row.update(new)
         validate_ledger(rows)

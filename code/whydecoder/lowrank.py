@@ -230,7 +230,7 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload at ``path`` if it holds every section, else ``None`` (absent, or
     a run still in progress). Defined in the chapter "The low-rank argument, tested"."""
-    return load_stored(path, SECTIONS)
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True,

@@ -203,7 +203,7 @@ def all_runs(results: dict) -> list[dict]:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS)
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 def summary(runs: list[dict]) -> dict[str, dict]:

@@ -27,9 +27,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     Defined in "How to read this book".
     """
     path = Path(path)
+    if not path.name:
+        raise ValueError(f"not a file path: {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # keep the file's mode (mkstemp makes 0600)
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -84,12 +93,18 @@ def provenance(command: str, device: str | torch.device = "cpu") -> dict:
     }
 
 
-def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu") -> Path:
-    """Store ``results`` as JSON with its provenance, atomically.
+def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu",
+                sections: dict | None = None) -> Path:
+    """Store ``results`` as JSON with its provenance, atomically. ``sections`` maps each
+    section's name to the provenance of the run that computed it (a resumed run keeps the
+    commit and date of the sections it did not recompute).
 
     Defined in "How to read this book".
     """
-    payload = {"provenance": provenance(command, device), "results": results}
+    prov = provenance(command, device)
+    if sections:
+        prov["sections"] = sections
+    payload = {"provenance": prov, "results": results}
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
@@ -101,9 +116,15 @@ def load_result(path: str | os.PathLike) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    if set(payload) != {"provenance", "results"}:
-        raise ValueError(f"{path} is not a stored result (keys {sorted(payload)})")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable results file (truncated or corrupt: {err})") from None
+    if not isinstance(payload, dict) or set(payload) != {"provenance", "results"}:
+        keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a stored result (keys {keys})")
+    if not isinstance(payload["results"], dict) or not isinstance(payload["provenance"], dict):
+        raise ValueError(f"{path} is not a stored result (results and provenance must be objects)")
     return payload
 
 
@@ -125,16 +146,39 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
 
     Defined in "How to read this book".
     """
+    if out is not None:
+        check_writable(out)  # before any work: a bad path fails now, not after the first section
     stored = load_result(out) if out is not None else None
     results = dict(stored["results"]) if stored else {}
-    if results.setdefault("settings", settings) != settings:
+    made = dict(stored["provenance"].get("sections") or {}) if stored else {}
+    if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
         raise ValueError(f"{out} holds results for other settings; move it away to start again")
     for name, compute in sections.items():
         if name not in results:
             results[name] = compute()
             if out is not None:
-                save_result(out, results, command=command)
+                now = provenance(command)
+                made[name] = {key: now[key] for key in ("commit", "date", "device")}
+                save_result(out, results, command=command, sections=made)
     return results
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, before any work, if a results file could not be written at ``path``
+    (a folder, an unwritable place, a file that is not a stored result). Defined in
+    "How to read this book"."""
+    path = Path(path)
+    if path.is_dir() or not path.name:
+        raise ValueError(f"--out {str(path)!r} is a folder, not a file")
+    if path.suffix != ".json":
+        raise ValueError(f"--out {str(path)!r} should be a .json file")
+    if path.exists():
+        load_result(path)  # refuse to resume into a corrupt or foreign file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+    os.close(fd)
+    os.unlink(tmp)
+    return path
 
 
 def per_seed_sections(names, seeds, one_run) -> dict:
@@ -150,11 +194,43 @@ def experiment_command(module: str, scale: str, out) -> str:
     return f"python -m whydecoder.{module} --scale {scale}" + (f" --out {out}" if out else "")
 
 
-def load_complete(path: str | os.PathLike, sections) -> dict | None:
-    """The stored payload at ``path`` if it holds every one of ``sections``, else ``None``
-    (absent, or a run still in progress). Defined in "How to read this book"."""
-    stored = load_result(path)
-    if stored is None or any(name not in stored["results"] for name in sections):
+PROVENANCE_KEYS = ("command", "commit", "device", "date")
+
+
+def incomplete_because(stored: dict, sections, settings: dict | None = None) -> str | None:
+    """Why a stored payload cannot stand as full-scale results, or ``None`` when it can:
+    a provenance field missing or empty, a section missing or empty, or settings other
+    than ``settings``. Defined in "How to read this book"."""
+    prov = stored["provenance"]
+    missing = [key for key in PROVENANCE_KEYS if not prov.get(key)]
+    if missing:
+        return f"its provenance lacks {missing}"
+    results = stored["results"]
+    if settings is not None and results.get("settings") != json.loads(json.dumps(settings)):
+        return "it was made under other settings than the current ones"
+    for name in sections:
+        if name not in results:
+            return f"section {name!r} is missing (a run still in progress?)"
+        if results[name] in (None, {}, [], ""):
+            return f"section {name!r} is empty"
+    return None
+
+
+def load_complete(path: str | os.PathLike, sections, settings: dict | None = None) -> dict | None:
+    """The stored payload at ``path`` if it holds every one of ``sections``, non-empty,
+    with its provenance and (when given) the current ``settings``; else ``None``. A file
+    that cannot be read, or is incomplete, is reported by name on stderr and treated as
+    absent. Defined in "How to read this book"."""
+    try:
+        stored = load_result(path)
+    except ValueError as err:
+        print(f"ignoring stored results: {err}", file=sys.stderr)
+        return None
+    if stored is None:
+        return None
+    why = incomplete_because(stored, sections, settings)
+    if why:
+        print(f"ignoring stored results {path}: {why}", file=sys.stderr)
         return None
     return stored
 
@@ -172,7 +248,9 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m whydecoder.{module}",
                                      description=f"Run and store the experiments of whydecoder.{module}.")
     parser.add_argument("--scale", choices=("smoke", "full"), default=None)
-    parser.add_argument("--out", default=None, help="where to store the results (JSON)")
+    parser.add_argument("--out", default=None,
+                        help="where to store the results (JSON; default data/<chapter>/full.json at full "
+                             "scale, runs/<module>/smoke.json at smoke scale)")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op CPU threads (default 1: the book's small models train fastest "
                              "single-threaded, and two runs side by side then share two cores)")
@@ -183,7 +261,18 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
 
     limit_threads(args.threads)
     scale = current_scale(args.scale)
-    out = args.out or Path(results_dir) / f"{scale}.json"
+    if args.out is not None and not args.out.strip():
+        parser.error("--out must name a file, got an empty string")
+    if args.out is not None:
+        out = Path(args.out)
+    elif scale == "full":
+        out = Path(results_dir) / "full.json"
+    else:  # smoke results are not the book's: keep them out of data/
+        out = Path(__file__).resolve().parents[2] / "runs" / module / "smoke.json"
+    try:
+        check_writable(out)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
     run(scale, out)
     print(f"stored {out}")
 

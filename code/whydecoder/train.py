@@ -55,12 +55,34 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        def integer(name, low):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        def number(name, low, high=math.inf, low_open=False):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low) and value <= high
+            if not ok:
+                bound = f"> {low}" if low_open else f">= {low}"
+                raise ValueError(f"{name} must be a finite number {bound}" + (f" and <= {high}" if high < math.inf else "")
+                                 + f", got {value!r}")
+
+        integer("steps", 1)
+        integer("warmup", 0)
+        integer("seed", 0)
+        integer("log_every", 1)
+        integer("checkpoint_every", 1)
+        number("lr", 0, low_open=True)
+        number("min_lr_ratio", 0, 1)
+        number("weight_decay", 0)
+        if self.grad_clip is not None:
+            number("grad_clip", 0)  # 0 or None: no clipping
+        if self.warmup > self.steps:
+            raise ValueError(f"warmup ({self.warmup}) must not exceed steps ({self.steps})")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -112,8 +134,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save_checkpoint(path, model, opt, step, data_rng, result) -> None:
+#: The settings a resumed run must share with the run that wrote its checkpoint.
+RESUME_FIELDS = ("steps", "lr", "min_lr_ratio", "warmup", "weight_decay", "grad_clip", "seed")
+
+
+def _resume_settings(cfg: TrainConfig) -> dict:
+    return {name: getattr(cfg, name) for name in RESUME_FIELDS}
+
+
+def _save_checkpoint(path, model, opt, step, data_rng, result, cfg: TrainConfig) -> None:
     state = {
+        "train_config": _resume_settings(cfg),
         "model_config": model.cfg.to_dict(),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -162,6 +193,11 @@ def train(
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, model)
+        stored = state.get("train_config")
+        if stored != _resume_settings(cfg):
+            diff = {k: (v, (stored or {}).get(k)) for k, v in _resume_settings(cfg).items() if (stored or {}).get(k) != v}
+            raise ValueError(f"checkpoint {ckpt} was made with other training settings (now vs checkpoint: {diff}); "
+                             "move it away to start again")
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         data_rng.set_state(state["data_rng"])
@@ -187,7 +223,7 @@ def train(
             result.losses.append(loss.item())
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
         if ckpt is not None and ((step + 1) % cfg.checkpoint_every == 0 or step == cfg.steps - 1):
-            _save_checkpoint(ckpt, model, opt, step + 1, data_rng, result)
+            _save_checkpoint(ckpt, model, opt, step + 1, data_rng, result, cfg)
     elapsed = time.perf_counter() - t0
     result.tokens_per_s = n_tokens / elapsed if elapsed > 0 and n_tokens else 0.0
     model.eval()

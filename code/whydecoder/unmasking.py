@@ -206,7 +206,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS)
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 def paired(results: dict, metric: str, a: str, b: str) -> tuple[float, float]:

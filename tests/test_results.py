@@ -1,0 +1,130 @@
+"""Stored results: a file that is corrupt, incomplete, empty or made under other settings
+never stands as the book's full-scale results; output paths fail before any work."""
+
+import json
+
+import pytest
+
+from whydecoder.results import (check_writable, experiment_main, load_complete, load_result, run_sections,
+                                save_result)
+
+SETTINGS = {"steps": 10, "sizes": [1, 2]}
+
+
+def _store(path, results, **prov):
+    save_result(path, results, command="python -m whydecoder.demo --scale full")
+    if prov:
+        payload = json.loads(path.read_text())
+        payload["provenance"].update(prov)
+        path.write_text(json.dumps(payload))
+    return path
+
+
+def test_complete_results_load(tmp_path):
+    path = _store(tmp_path / "full.json", {"settings": SETTINGS, "a": [1], "b": {"x": 2}})
+    assert load_complete(path, ("a", "b"), SETTINGS)["results"]["a"] == [1]
+
+
+@pytest.mark.parametrize("results, prov, why", [
+    ({"settings": SETTINGS, "a": [1]}, {}, "section 'b' is missing"),
+    ({"settings": SETTINGS, "a": [1], "b": []}, {}, "section 'b' is empty"),
+    ({"settings": SETTINGS, "a": [1], "b": {}}, {}, "section 'b' is empty"),
+    ({"settings": SETTINGS, "a": [1], "b": None}, {}, "section 'b' is empty"),
+    ({"settings": {"steps": 5, "sizes": [1, 2]}, "a": [1], "b": [2]}, {}, "other settings"),
+    ({"settings": SETTINGS, "a": [1], "b": [2]}, {"commit": ""}, "provenance lacks \\['commit'\\]"),
+    ({"settings": SETTINGS, "a": [1], "b": [2]}, {"device": None, "date": ""}, "provenance lacks"),
+])
+def test_incomplete_results_are_ignored_by_name(tmp_path, capsys, results, prov, why):
+    path = _store(tmp_path / "full.json", results, **prov)
+    assert load_complete(path, ("a", "b"), SETTINGS) is None
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert pytest.importorskip("re").search(why, err), err
+
+
+@pytest.mark.parametrize("text", ['{"provenance": {"command": "x"}, "results": {"a"', "", "\x00\x01", "[1, 2]",
+                                  '{"results": {}}', '{"provenance": [], "results": {}}'])
+def test_a_corrupt_file_is_reported_by_name_and_treated_as_absent(tmp_path, capsys, text):
+    path = tmp_path / "full.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=str(path)):
+        load_result(path)
+    assert load_complete(path, ("a",)) is None
+    assert str(path) in capsys.readouterr().err
+
+
+def test_a_missing_file_is_absent_quietly(tmp_path, capsys):
+    assert load_complete(tmp_path / "none.json", ("a",)) is None
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name, message", [("", "folder"), (".", "folder"), ("out.txt", ".json file")])
+def test_bad_output_paths_fail_before_any_work(tmp_path, name, message):
+    calls = []
+    with pytest.raises(ValueError, match=message):
+        run_sections({"a": lambda: calls.append(1) or [1]}, SETTINGS, tmp_path / name if name else tmp_path,
+                     command="x")
+    assert calls == []
+
+
+def test_an_unwritable_folder_fails_before_any_work(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        target = tmp_path / "file-not-folder"
+        target.write_text("x")
+        bad = target / "full.json"  # a path under a file can never be written, even by root
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        bad = locked / "full.json"
+    calls = []
+    with pytest.raises(OSError):
+        run_sections({"a": lambda: calls.append(1) or [1]}, SETTINGS, bad, command="x")
+    assert calls == []
+
+
+def test_resuming_into_a_corrupt_file_is_refused(tmp_path):
+    path = tmp_path / "full.json"
+    path.write_text('{"provenance": {')
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        check_writable(path)
+
+
+def test_each_section_keeps_the_provenance_of_the_run_that_made_it(tmp_path):
+    path = tmp_path / "full.json"
+    run_sections({"a": lambda: [1]}, SETTINGS, path, command="first")
+    first = load_result(path)["provenance"]["sections"]["a"]
+    run_sections({"a": lambda: [9], "b": lambda: [2]}, SETTINGS, path, command="second")
+    payload = load_result(path)
+    assert payload["results"]["a"] == [1]  # resumed, not recomputed
+    assert payload["provenance"]["sections"]["a"] == first
+    assert set(payload["provenance"]["sections"]) == {"a", "b"}
+
+
+def test_resuming_under_other_settings_is_refused(tmp_path):
+    path = tmp_path / "full.json"
+    run_sections({"a": lambda: [1]}, SETTINGS, path, command="x")
+    with pytest.raises(ValueError, match="other settings"):
+        run_sections({"a": lambda: [1]}, dict(SETTINGS, steps=11), path, command="x")
+
+
+def test_the_command_line_refuses_an_empty_out(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment_main("demo", lambda scale, out: pytest.fail("ran"), tmp_path, argv=["--out", ""])
+    assert "--out must name a file" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_a_folder_before_running(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment_main("demo", lambda scale, out: pytest.fail("ran"), tmp_path, argv=["--out", str(tmp_path)])
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_smoke_results_from_the_command_line_stay_out_of_data(tmp_path):
+    import shutil
+
+    seen = {}
+    experiment_main("demo-test", lambda scale, out: seen.update(out=out), tmp_path, argv=["--scale", "smoke"])
+    assert "data" not in seen["out"].parts and seen["out"].parts[-3:] == ("runs", "demo-test", "smoke.json")
+    shutil.rmtree(seen["out"].parent, ignore_errors=True)
