@@ -51,3 +51,19 @@ def test_loaders_reject_unsupported_activation():
     cfg = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20, n_positions=8, activation_function="relu")
     with pytest.raises(ValueError, match="'relu'"):
         from_hf_gpt2(transformers.GPT2LMHeadModel(cfg))
+
+
+@pytest.mark.parametrize("change", [{"scale_attn_weights": False}, {"scale_attn_by_inverse_layer_idx": True},
+                                    {"reorder_and_upcast_attn": True}])
+def test_gpt2_variants_the_block_does_not_implement_are_refused(change):
+    """Each of these once loaded silently and returned logits off by about 2e-3."""
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=20, n_positions=8, **change)
+    with pytest.raises(ValueError, match=next(iter(change))):
+        from_hf_gpt2(transformers.GPT2LMHeadModel(cfg))
+
+
+def test_bert_variants_the_block_does_not_implement_are_refused():
+    cfg = transformers.BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                                  vocab_size=20, max_position_embeddings=8, position_embedding_type="relative_key")
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        from_hf_bert(transformers.BertForMaskedLM(cfg))

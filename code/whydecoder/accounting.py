@@ -15,7 +15,7 @@ from .config import ModelConfig
 
 
 def _check_len(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 
@@ -110,6 +110,9 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_val
     """
     _check_len("seq_len", seq_len)
     _check_len("source_len", source_len)
+    for name, value in (("batch", batch), ("bytes_per_value", bytes_per_value)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if cfg.arch == "encoder":
         raise ValueError("arch 'encoder' has no KV cache")
     per_position = 2 * cfg.n_layers * cfg.kv_heads * cfg.head_dim * batch * bytes_per_value

@@ -6,6 +6,7 @@ Explained in the chapter "Four architectures, one block".
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 ARCHS = ("encoder", "decoder", "prefix-lm", "encoder-decoder")
@@ -72,12 +73,22 @@ class ModelConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         for name in ("n_encoder_layers", "d_head", "n_kv_heads", "d_ff"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        for name in ("rope_base", "norm_eps"):  # NaN, zero or negative values gave NaN or garbage logits
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.position == "rope" and self.rope_base <= 1:
+            raise ValueError(f"rope_base must be > 1 for RoPE frequencies to fall with the dimension, got {self.rope_base!r}")
+        for name in ("bias", "embed_norm", "final_norm", "head_transform", "head_bias", "tie_embeddings",
+                     "share_encoder_decoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "

@@ -99,6 +99,15 @@ def unmask_generate(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be (batch, length >= 1), got shape {tuple(prompt.shape)}")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < model.cfg.vocab_size:
+        raise ValueError(f"mask_id must be a token id in [0, {model.cfg.vocab_size}), got {mask_id!r}")
+    if (prompt == mask_id).any():
+        raise ValueError(f"mask_id {mask_id} occurs in the prompt: it must be an id the prompt never uses "
+                         "(a real byte would be overwritten as if it were masked)")
+    if allowed is not None and not (isinstance(allowed, int) and 0 < allowed <= model.cfg.vocab_size):
+        raise ValueError(f"allowed must be an int in [1, {model.cfg.vocab_size}], got {allowed!r}")
+    if allowed is not None and mask_id < allowed:
+        raise ValueError(f"mask_id {mask_id} is below allowed={allowed}: the model could write the mask itself")
     if prompt.shape[1] + max_new_tokens > model.cfg.max_len:
         raise ValueError(f"prompt + max_new_tokens = {prompt.shape[1] + max_new_tokens} exceeds the model's "
                          f"max_len {model.cfg.max_len}")

@@ -38,6 +38,17 @@ def from_hf_gpt2(hf_model) -> Transformer:
     hc = hf_model.config
     if hc.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(f"unsupported GPT-2 activation {hc.activation_function!r}")
+    # variants our block does not reproduce: refuse them rather than return logits that differ
+    unsupported = {"scale_attn_weights": (getattr(hc, "scale_attn_weights", True), True),
+                   "scale_attn_by_inverse_layer_idx": (getattr(hc, "scale_attn_by_inverse_layer_idx", False), False),
+                   "reorder_and_upcast_attn": (getattr(hc, "reorder_and_upcast_attn", False), False),
+                   "add_cross_attention": (getattr(hc, "add_cross_attention", False), False)}
+    for name, (value, expected) in unsupported.items():
+        if value != expected:
+            raise ValueError(f"GPT-2 config {name}={value!r} is not implemented by our block (expected {expected!r})")
+    if getattr(hf_model, "lm_head", None) is not None and hf_model.lm_head.weight.data_ptr() != \
+            hf_model.transformer.wte.weight.data_ptr():
+        raise ValueError("GPT-2 with an untied output head is not implemented (our decoder ties embeddings)")
     cfg = ModelConfig(
         arch="decoder", vocab_size=hc.vocab_size, max_len=hc.n_positions, d_model=hc.n_embd,
         n_heads=hc.n_head, n_layers=hc.n_layer, d_ff=hc.n_inner or 4 * hc.n_embd, position="learned",
@@ -74,6 +85,12 @@ def from_hf_bert(hf_model) -> Transformer:
     hc = hf_model.config
     if hc.hidden_act != "gelu":
         raise ValueError(f"unsupported BERT activation {hc.hidden_act!r}")
+    position_type = getattr(hc, "position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"BERT config position_embedding_type={position_type!r} is not implemented "
+                         "(expected 'absolute')")
+    if getattr(hc, "is_decoder", False) or getattr(hc, "add_cross_attention", False):
+        raise ValueError("BERT as a decoder (is_decoder/add_cross_attention) is not implemented")
     cfg = ModelConfig(
         arch="encoder", vocab_size=hc.vocab_size, max_len=hc.max_position_embeddings, d_model=hc.hidden_size,
         n_heads=hc.num_attention_heads, n_layers=hc.num_hidden_layers, d_ff=hc.intermediate_size,

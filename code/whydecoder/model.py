@@ -178,6 +178,8 @@ class Transformer(nn.Module):
 
     @staticmethod
     def _batched_prefix_mask(prefix_len: torch.Tensor, n_new: int, n_past: int, device):
+        if prefix_len.is_floating_point() or prefix_len.is_complex() or prefix_len.dtype == torch.bool:
+            raise ValueError(f"prefix_len must hold integers, got a tensor of {prefix_len.dtype}")
         if n_past:
             raise ValueError("a per-example prefix_len tensor cannot be used with a cache; pass an int")
         return prefix_masks(prefix_len.to(device), n_new)
@@ -186,7 +188,12 @@ class Transformer(nn.Module):
     def _checked_prefix(prefix_len, n_past: int) -> int:
         if prefix_len is None:
             raise ValueError("arch 'prefix-lm' needs prefix_len")
-        prefix_len = int(prefix_len)
+        if torch.is_tensor(prefix_len):
+            if prefix_len.is_floating_point() or prefix_len.dtype == torch.bool:
+                raise ValueError(f"prefix_len must be an integer, got a tensor of {prefix_len.dtype}")
+            prefix_len = int(prefix_len)
+        if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or prefix_len < 0:
+            raise ValueError(f"prefix_len must be an integer >= 0, got {prefix_len!r}")
         if n_past and prefix_len > n_past:
             raise ValueError(
                 f"prefix_len {prefix_len} reaches past the {n_past} cached positions: the cached prefix "
@@ -227,6 +234,9 @@ class Transformer(nn.Module):
         if self.cfg.arch == "encoder-decoder" and not (cache is not None and cache.has_cross):
             if source is None and source_embeds is None:
                 raise ValueError("arch 'encoder-decoder' needs source tokens")
+            given = source if source is not None else source_embeds
+            if given.shape[0] != x.shape[0]:
+                raise ValueError(f"source has batch {given.shape[0]} but tokens have batch {x.shape[0]}")
             context = self.encode(source, source_embeds)
         mask, is_causal = self._self_mask(x.shape[1], n_past, prefix_len, x.device)
         return self.decoder(x, mask, is_causal, start=n_past, context=context, cache=cache)
@@ -239,14 +249,24 @@ class Transformer(nn.Module):
 
 
 def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the positions where ``loss_mask`` is True (all if ``None``).
+    """Mean cross-entropy over the positions where ``loss_mask`` is True (all if ``None``);
+    targets of ``-100`` (PyTorch's ignore index) are left out of the mean.
 
     Defined in the chapter "Four architectures, one block".
     """
-    losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
-    if loss_mask is None:
-        return losses.mean()
-    weights = loss_mask.flatten().to(losses.dtype)
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"logits (batch, length, vocab) {tuple(logits.shape)} and targets (batch, length) "
+                         f"{tuple(targets.shape)} do not match")
+    if loss_mask is not None and loss_mask.shape != targets.shape:
+        raise ValueError(f"loss_mask {tuple(loss_mask.shape)} does not match targets {tuple(targets.shape)}")
+    bad = (targets >= logits.shape[-1]) | ((targets < 0) & (targets != -100))
+    if bad.any():
+        raise ValueError(f"target id {int(targets[bad][0])} is outside the vocabulary [0, {logits.shape[-1]}) "
+                         "and is not the ignore index -100")
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none", ignore_index=-100)
+    weights = (targets.flatten() != -100).to(losses.dtype)
+    if loss_mask is not None:
+        weights = weights * loss_mask.flatten().to(losses.dtype)
     if weights.sum() == 0:
-        raise ValueError("loss_mask selects no position")
+        raise ValueError("loss_mask and the targets select no position")
     return (losses * weights).sum() / weights.sum()

@@ -26,6 +26,10 @@ class ByteTokenizer:
 
     n_bytes: int = 256
 
+    def __post_init__(self):
+        if isinstance(self.n_bytes, bool) or not isinstance(self.n_bytes, int) or not 1 <= self.n_bytes <= 256:
+            raise ValueError(f"n_bytes must be an int in [1, 256], got {self.n_bytes!r}")
+
     @property
     def vocab_size(self) -> int:
         return self.n_bytes + len(SPECIALS) + N_SENTINELS
@@ -57,7 +61,14 @@ class ByteTokenizer:
         return self.n_bytes + len(SPECIALS) + k
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        if not isinstance(text, str):
+            raise ValueError(f"encode takes text, got {type(text).__name__}")
+        ids = list(text.encode("utf-8"))
+        if self.n_bytes < 256 and ids and max(ids) >= self.n_bytes:
+            bad = next(i for i in ids if i >= self.n_bytes)
+            raise ValueError(f"byte {bad} of {text[:40]!r} is outside this tokenizer's {self.n_bytes} bytes "
+                             "(its id would be a special token's)")
+        return ids
 
     def decode(self, ids) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
