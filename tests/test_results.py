@@ -128,3 +128,16 @@ def test_smoke_results_from_the_command_line_stay_out_of_data(tmp_path):
     experiment_main("demo-test", lambda scale, out: seen.update(out=out), tmp_path, argv=["--scale", "smoke"])
     assert "data" not in seen["out"].parts and seen["out"].parts[-3:] == ("runs", "demo-test", "smoke.json")
     shutil.rmtree(seen["out"].parent, ignore_errors=True)
+
+
+def test_a_run_is_never_resumed_under_other_code(tmp_path, monkeypatch):
+    import whydecoder.results as results
+
+    path = tmp_path / "full.json"
+    run_sections({"a": lambda: [1]}, SETTINGS, path, command="x")
+    assert load_result(path)["provenance"]["sections"]["a"]["code"] == results.code_fingerprint()
+    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789abcdef")
+    with pytest.raises(ValueError, match="made by other code"):
+        run_sections({"a": lambda: [1], "b": lambda: [2]}, SETTINGS, path, command="x")
+    # a complete file needs no resume: it is read as it is
+    assert run_sections({"a": lambda: pytest.fail("recomputed")}, SETTINGS, path, command="x")["a"] == [1]

@@ -146,3 +146,24 @@ def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
     results, stored = stored_or_run(exp, "smoke")
     assert (results["a"], stored) == ("full", True)
     assert "stored full-scale results: cmd" in capsys.readouterr().out
+
+
+def test_stored_or_run_reports_a_corrupt_file_by_name_before_the_smoke_run(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from whydecoder.results import load_complete, run_sections, stored_or_run
+
+    (tmp_path / "full.json").write_text('{"provenance": {"comm')
+    order = []
+
+    def run(scale, out=None, progress=False):
+        order.append("run")
+        return run_sections({"a": lambda: scale}, {"n": 1}, out, "cmd")
+
+    def load():
+        order.append("load")
+        return load_complete(tmp_path / "full.json", ["a"])
+
+    results, stored = stored_or_run(SimpleNamespace(RESULTS_DIR=tmp_path, run=run, load_complete=load), "smoke")
+    assert (results["a"], stored) == ("smoke", False) and order == ["load", "run"]
+    assert str(tmp_path / "full.json") in capsys.readouterr().err

@@ -78,6 +78,21 @@ def device_description(device: str | torch.device = "cpu") -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
 
 
+def code_fingerprint() -> str:
+    """A short hash of the package's source (every ``.py`` file of ``whydecoder``): stored
+    with each section, so that a run is never resumed under other code.
+
+    Defined in "How to read this book".
+    """
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(package.rglob("*.py")):
+        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def provenance(command: str, device: str | torch.device = "cpu") -> dict:
     """Where a result came from: command, commit, device, date, Python and torch versions.
 
@@ -153,12 +168,20 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
     made = dict(stored["provenance"].get("sections") or {}) if stored else {}
     if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
         raise ValueError(f"{out} holds results for other settings; move it away to start again")
+    todo = [name for name in sections if name not in results]
+    code = code_fingerprint()
+    if stored and todo:
+        done = [name for name in sections if name in results]
+        other = [name for name in done if (made.get(name) or {}).get("code") != code]
+        if other:
+            raise ValueError(f"{out} holds sections {other} made by other code (or code not recorded) than the "
+                             f"current package ({code}); resuming would mix them. Move the file away to start again")
     for name, compute in sections.items():
         if name not in results:
             results[name] = compute()
             if out is not None:
                 now = provenance(command)
-                made[name] = {key: now[key] for key in ("commit", "date", "device")}
+                made[name] = {key: now[key] for key in ("commit", "date", "device")} | {"code": code}
                 save_result(out, results, command=command, sections=made)
     return results
 
@@ -288,8 +311,11 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
 
     scale = current_scale(scale)
     out = Path(experiment.RESULTS_DIR) / "full.json" if scale == "full" else None
+    # at smoke scale the stored file is read first, so that a bad one is reported before the run
+    stored = experiment.load_complete() if out is None else None
     measured = experiment.run(scale, out=out, progress=progress)
-    stored = experiment.load_complete()
+    if out is not None:
+        stored = experiment.load_complete()
     if stored:
         prov = stored["provenance"]
         print("stored full-scale results:", prov["command"])
