@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11, package registries only):
 #   make book   build the HTML site into _build/html (warnings are errors)
 #   make test   run the package's tests and execute every notebook with nbval
+#   make lint   ruff over the package, tests, tools and benchmarks
 #   make check-site  open every page of the built site in headless Chromium (after make book)
 #   make check-lab   run one chapter in a real JupyterLab and check what it renders
 SHELL := /bin/bash
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JOBS ?= 2
 
-.PHONY: book test env lab lab-env check-site check-lab clean
+.PHONY: book test lint env lab lab-env check-site check-lab clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +30,9 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
+
+lint: $(STAMP)
+	$(BIN)/ruff check code tests tools benchmarks conftest.py
 
 check-site: $(STAMP)
 	$(BIN)/python tools/check_site.py _build/html --screenshots _build/screenshots

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from whydecoder import conditional as c
 from whydecoder.config import ModelConfig
+from whydecoder.experiments import ch03_conditional as c
 from whydecoder.model import Transformer
 
 

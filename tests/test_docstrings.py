@@ -8,7 +8,7 @@ import pytest
 
 import whydecoder
 
-MODULES = [importlib.import_module(f"whydecoder.{m.name}") for m in pkgutil.iter_modules(whydecoder.__path__)]
+MODULES = [importlib.import_module(m.name) for m in pkgutil.walk_packages(whydecoder.__path__, "whydecoder.")]
 
 
 def _public_objects():

@@ -3,10 +3,15 @@ import torch
 
 import whydecoder as wd
 from conftest import small_config
-from whydecoder.generate import generate
-from whydecoder.efficiency import (
-    SETTINGS, cache_memory_table, decode_step_costs, dialogue_costs, published_configs, run,
+from whydecoder.experiments.ch06_efficiency import (
+    SETTINGS,
+    cache_memory_table,
+    decode_step_costs,
+    dialogue_costs,
+    published_configs,
+    run,
 )
+from whydecoder.generate import generate
 
 
 def test_decode_step_costs_flops_grow_linearly_with_cache_and_faster_without():

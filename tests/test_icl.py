@@ -1,9 +1,18 @@
 import pytest
 import torch
 
-from whydecoder.icl import (
-    ICL_ARCHS, InContextRegressor, LinearSelfAttention, baselines, error_curve, gd_layer, gd_prediction,
-    optimal_gd_lr, regression_tasks, train_linear_attention, train_regressor,
+from whydecoder.experiments.ch05_icl import (
+    ICL_ARCHS,
+    InContextRegressor,
+    LinearSelfAttention,
+    baselines,
+    error_curve,
+    gd_layer,
+    gd_prediction,
+    optimal_gd_lr,
+    regression_tasks,
+    train_linear_attention,
+    train_regressor,
 )
 
 
@@ -97,7 +106,7 @@ def test_linear_attention_zero_init_predicts_zero():
 
 
 def test_discrete_tasks_are_well_formed():
-    from whydecoder.icl import discrete_tasks
+    from whydecoder.experiments.ch05_icl import discrete_tasks
 
     g = torch.Generator().manual_seed(0)
     x, y, xq, yq = discrete_tasks("shift", 50, 3, 16, g)
@@ -116,7 +125,7 @@ def test_discrete_tasks_are_well_formed():
 
 @pytest.mark.parametrize("arch", ICL_ARCHS)
 def test_few_shot_classifier_runs_and_trains(arch):
-    from whydecoder.icl import FewShotClassifier, accuracy_curve, train_few_shot
+    from whydecoder.experiments.ch05_icl import FewShotClassifier, accuracy_curve, train_few_shot
 
     torch.manual_seed(0)
     model = FewShotClassifier(arch, n_symbols=8, max_shots=3, d_model=16, n_layers=2, n_heads=2)

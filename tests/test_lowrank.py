@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import whydecoder as wd
-from whydecoder.lowrank import SETTINGS, LowRankSettings, attention_maps, matrix_stats, run
+from whydecoder.experiments.ch04_lowrank import SETTINGS, LowRankSettings, attention_maps, matrix_stats, run
 
 TINY = LowRankSettings(n=16, head_sizes=(2, 8), scales=(1.0,), seeds=(0,), fit_n=4, fit_heads=(1, 4), fit_steps=20,
                        collapse_depth=3, lm_width=16, lm_heads=(1, 2), fixed_head=8, lm_layers=1, lm_seq=16,

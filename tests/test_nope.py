@@ -4,8 +4,8 @@ and the verdict logic."""
 import pytest
 import torch
 
-from whydecoder import nope
 from whydecoder.config import ModelConfig
+from whydecoder.experiments import ch03_nope as nope
 from whydecoder.model import Transformer
 from whydecoder.text import ByteTokenizer, with_bos
 
@@ -85,28 +85,36 @@ def test_bidirectional_nope_ignores_the_shuffle_and_causal_nope_does_not():
         assert (dec(mixed)[:, 6:] - dec(r)[:, 6:]).abs().max() > 1e-3
 
 
-def fake_summary(nope_loss=1.60, nope_probe=0.9, nope_input=0.0, nope_rise=0.05, mlm_gap=0.0, mlm_rise=0.0,
-                 mlm_none_loss=2.5):
-    def entry(loss, probe=0.9, inp=0.9, rise=0.05, gap=1.0):
-        return {"val_loss": (loss, 0.01), "best_probe_r2": (probe, 0.01), "input_probe_r2": (inp, 0.01),
-                "shuffle_rise": (rise, 0.01), "permutation_gap": gap}
-    return {"causal, none": entry(nope_loss, nope_probe, nope_input, nope_rise),
-            "causal, learned": entry(1.58), "causal, rope": entry(1.55),
-            "masked, none": entry(mlm_none_loss, 0.0, 0.0, mlm_rise, mlm_gap), "masked, learned": entry(2.4),
-            "masked, rope": entry(2.0)}
+def fake_results(nope_loss=1.60, nope_probe=0.9, nope_input=0.0, nope_rise=0.05, mlm_gap=0.0, mlm_rise=0.0,
+                 mlm_none_loss=2.5, positional_loss=1.55, seeds=5, spread=0.01, unigram=3.25, nope_spread=0.0):
+    """Stored results as the full run writes them, with a small per-seed spread."""
+    def runs(name, loss, probe=0.9, inp=0.9, rise=0.05, gap=1.0, extra=0.0):
+        wobble = [spread * (k - (seeds - 1) / 2) + extra * (-1) ** k for k in range(seeds)]
+        return [{"variant": name, "seed": k, "val_loss": loss + w, "second_half_loss": loss + w,
+                 "shuffled_loss": loss + w + rise + 0.001 * k * (rise != 0), "probe_r2": [inp, probe, probe / 2],
+                 "permutation_gap": gap} for k, w in enumerate(wobble)]
+    return {"baseline": {"nats_per_byte": unigram, "majority_accuracy": 0.25},
+            "causal, none": runs("causal, none", nope_loss, nope_probe, nope_input, nope_rise, extra=nope_spread),
+            "causal, learned": runs("causal, learned", 1.58), "causal, rope": runs("causal, rope", positional_loss),
+            "masked, none": runs("masked, none", mlm_none_loss, 0.0, 0.0, mlm_rise, mlm_gap),
+            "masked, learned": runs("masked, learned", 2.4), "masked, rope": runs("masked, rope", 2.0)}
 
 
 @pytest.mark.parametrize("changes, verdict", [
     ({}, "supported"),
+    ({"nope_loss": 1.50}, "supported"),  # better than with positions counts too
     ({"nope_loss": 1.80}, "nuanced"),  # learns position but clearly worse
     ({"nope_probe": 0.3}, "refuted"),  # the probe finds no position
     ({"nope_input": 0.5}, "refuted"),  # position already in the input: not learned
     ({"nope_rise": -0.01}, "refuted"),  # order of the prefix does not matter to it
     ({"mlm_none_loss": 2.02}, "refuted"),  # the bidirectional NoPE model does not fail
     ({"mlm_gap": 0.1}, "refuted"),  # not equivariant after training: impossible, but checked
+    ({"nope_loss": 1.63, "nope_spread": 0.1}, "inconclusive"),  # the interval straddles the margin
+    ({"positional_loss": 3.0, "unigram": 3.25}, "inconclusive"),  # a model with positions learned nothing
+    ({"seeds": 3}, "inconclusive"),  # fewer seeds than the rule asks for
 ])
-def test_c08_verdict(changes, verdict):
-    assert nope.c08_verdict(nope.c08_checks(fake_summary(**changes))) == verdict
+def test_c08_rule_reaches_every_outcome(changes, verdict):
+    assert nope.RULES["C08"](fake_results(**changes)).outcome == verdict
 
 
 def test_summary_aggregates_over_seeds():

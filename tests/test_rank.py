@@ -4,8 +4,18 @@ import pytest
 import torch
 
 from whydecoder.rank import (
-    COLLAPSE_VARIANTS, attention_probabilities, collapse_curve, condition_number, effective_rank, fit_attention,
-    numerical_rank, random_attention, random_stochastic, rank_one_residual, row_kl, singular_values,
+    COLLAPSE_VARIANTS,
+    attention_probabilities,
+    collapse_curve,
+    condition_number,
+    effective_rank,
+    fit_attention,
+    numerical_rank,
+    random_attention,
+    random_stochastic,
+    rank_one_residual,
+    row_kl,
+    singular_values,
 )
 
 

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from whydecoder.results import (check_writable, experiment_main, load_complete, load_result, run_sections,
-                                save_result)
+from whydecoder.results import check_writable, experiment_main, load_complete, load_result, run_sections, save_result
 
 SETTINGS = {"steps": 10, "sizes": [1, 2]}
 

@@ -4,8 +4,8 @@ left-to-right loss of both kinds of model, filling a blank, the word check and t
 import pytest
 import torch
 
-from whydecoder import unmasking as u
 from whydecoder.config import ModelConfig
+from whydecoder.experiments import ch03_unmasking as u
 from whydecoder.generate import unmask_generate
 from whydecoder.model import Transformer, sequence_loss
 from whydecoder.objectives import random_rate_masked_lm

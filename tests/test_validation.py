@@ -9,12 +9,11 @@ import pytest
 import torch
 
 import whydecoder as wd
+from conftest import arch_inputs, small_config
 from whydecoder.accounting import kv_cache_bytes
 from whydecoder.generate import unmask_generate
 from whydecoder.model import sequence_loss
 from whydecoder.text import ByteTokenizer
-
-from conftest import arch_inputs, small_config
 
 
 class TestModelConfig:

@@ -4,7 +4,7 @@ grid's configurations and the verdict logic."""
 import pytest
 import torch
 
-from whydecoder import zeroshot as z
+from whydecoder.experiments import ch03_zeroshot as z
 from whydecoder.model import Transformer
 
 TOK = z.TOK

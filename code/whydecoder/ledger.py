@@ -15,13 +15,14 @@ import re
 import unicodedata
 from pathlib import Path
 
+from .paths import DATA
 from .results import atomic_write_text
 
 COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
 VERDICTS = ("supported", "refuted", "nuanced", "untested")
 #: What a verdict may rest on. Only the first three write the ledger; "smoke" never does.
 EVIDENCE_SCALES = ("full", "exact", "dataset", "smoke")
-LEDGER_PATH = Path(__file__).resolve().parents[2] / "data" / "claims.csv"
+LEDGER_PATH = DATA / "claims.csv"
 
 
 def read_ledger(path: str | Path = LEDGER_PATH) -> list[dict]:

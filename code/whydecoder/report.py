@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from .paths import ROOT
+
 VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a6700", "untested": "#6e7781"}
 
 

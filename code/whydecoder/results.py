@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .paths import ROOT, RUNS
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename.
@@ -61,7 +63,7 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
 
     Defined in "How to read this book".
     """
-    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    repo = Path(repo) if repo is not None else ROOT
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True)
@@ -291,7 +293,7 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     elif scale == "full":
         out = Path(results_dir) / "full.json"
     else:  # smoke results are not the book's: keep them out of data/
-        out = Path(__file__).resolve().parents[2] / "runs" / module / "smoke.json"
+        out = RUNS / module / "smoke.json"
     try:
         check_writable(out)
     except (OSError, ValueError) as err:

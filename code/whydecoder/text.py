@@ -130,3 +130,20 @@ def random_chunks(ids: torch.Tensor, batch_size: int, length: int, generator: to
         raise ValueError(f"chunk length {length} is longer than the token stream ({len(ids)})")
     starts = torch.randint(0, len(ids) - length + 1, (batch_size,), generator=generator)
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
+
+
+def unigram_baseline(train: torch.Tensor, scored: torch.Tensor, vocab_size: int = 256) -> dict:
+    """What a model that knows only how often each byte occurs scores on ``scored`` ids:
+    its loss (cross-entropy in nats per byte under the training split's byte frequencies,
+    add-one smoothed) and its accuracy when it always guesses the most frequent byte. The
+    gate of the book's verdict rules: a model that does not beat it learned nothing worth
+    comparing. Defined in "How to read this book" (verdicts)."""
+    train, scored = torch.as_tensor(train).flatten(), torch.as_tensor(scored).flatten()
+    if train.numel() == 0 or scored.numel() == 0:
+        raise ValueError("unigram_baseline needs non-empty train and scored ids")
+    if int(train.max()) >= vocab_size or int(scored.max()) >= vocab_size or int(min(train.min(), scored.min())) < 0:
+        raise ValueError(f"ids must lie in [0, {vocab_size})")
+    counts = torch.bincount(train, minlength=vocab_size).double() + 1
+    logp = (counts / counts.sum()).log()
+    return {"nats_per_byte": float(-logp[scored].mean()),
+            "majority_accuracy": float((scored == counts.argmax()).double().mean())}

@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+from .paths import DATA
+
+DATA_DIR = DATA
 TREE_PATH = DATA_DIR / "llm_tree.csv"
 ROUTES_PATH = DATA_DIR / "four_routes.csv"
 

@@ -22,17 +22,19 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
-from .model import Transformer
-from .objectives import Batch, full_lm, masked_lm
-from .probes import permutation_gap
-from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
-                      run_sections, settings_dict)
-from .scale import current_scale
-from .text import corpus_tokens, random_chunks, with_bos
-from .train import RunSizes, evaluate, train
+from ..config import ModelConfig
+from ..model import Transformer
+from ..objectives import Batch, full_lm, masked_lm
+from ..paths import results_dir
+from ..probes import permutation_gap
+from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..text import corpus_tokens, random_chunks, unigram_baseline, with_bos
+from ..train import RunSizes, evaluate, train
+from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "nope"
+RESULTS_DIR = results_dir("nope")
 # name -> (arch, position)
 VARIANTS = {
     "causal, none": ("decoder", "none"),
@@ -42,7 +44,7 @@ VARIANTS = {
     "masked, learned": ("encoder", "learned"),
     "masked, rope": ("encoder", "rope"),
 }
-SECTIONS = tuple(VARIANTS)  # one stored section per variant, so a long run resumes
+SECTIONS = ("baseline",) + tuple(VARIANTS)  # one stored section per variant, so a long run resumes
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class NopeSettings(RunSizes):
 SETTINGS = {
     "smoke": NopeSettings(d_model=32, n_layers=2, n_heads=2, steps=40, batch=16, length=32, seeds=(0, 1),
                           eval_batches=2, probe_sequences=32),
-    "full": NopeSettings(d_model=64, n_layers=4, n_heads=4, steps=800, batch=32, length=64, seeds=(0, 1, 2),
+    "full": NopeSettings(d_model=64, n_layers=4, n_heads=4, steps=800, batch=32, length=64, seeds=(0, 1, 2, 3, 4),
                          eval_batches=16, probe_sequences=256),
 }
 
@@ -190,8 +192,16 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     scale = current_scale(scale)
     s = SETTINGS[scale]
     corpus = {split: corpus_tokens(split) for split in ("train", "val")}
-    sections = per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, corpus, progress))
-    return run_sections(sections, settings_dict(s), out, experiment_command("nope", scale, out))
+    sections = {"baseline": lambda: unigram_baseline(corpus["train"], corpus["val"])}
+    sections |= per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, corpus, progress))
+    return run_sections(sections, stored_settings(s), out, experiment_command("experiments.ch03_nope", scale, out))
+
+
+def stored_settings(s: NopeSettings) -> dict:
+    """The settings stored with (and required of) the results: the sizes and the
+    fingerprints of the rules that judge them. Defined in the chapter "Encoder vs decoder
+    at equal parameters"."""
+    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def all_runs(results: dict) -> list[dict]:
@@ -203,7 +213,7 @@ def all_runs(results: dict) -> list[dict]:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
 
 
 def summary(runs: list[dict]) -> dict[str, dict]:
@@ -230,44 +240,78 @@ def summary(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def c08_checks(summ: dict[str, dict], tolerance: float = 0.05) -> dict[str, bool]:
-    """The tests behind C08's verdict, each True or False:
+def per_seed(results: dict, variant: str, value) -> dict:
+    """``{seed: value(run)}`` for one variant's runs. Defined in the chapter "Encoder vs
+    decoder at equal parameters"."""
+    return {r["seed"]: float(value(r)) for r in results[variant]}
 
-    - ``bidirectional_blind``: the trained masked LM without positions is still
-      permutation-equivariant (gap < 1e-4) and shuffling what it reads changes its loss by
-      less than 1e-4;
-    - ``bidirectional_fails``: its loss is worse than the better masked LM with positions
-      by more than ``tolerance`` (relative);
-    - ``causal_learns_position``: a probe reads position from some layer of the causal NoPE
-      LM (R^2 > 0.5) though not from its input (R^2 < 0.2), and shuffling hurts it;
-    - ``causal_competitive``: the causal NoPE LM's loss is within ``tolerance`` (relative) of
-      the better causal LM with positions.
 
-    Defined in the chapter "Encoder vs decoder at equal parameters".
+def _loss(run: dict) -> float:
+    return run["val_loss"]
+
+
+def _c08_seeds(results: dict) -> int:
+    return min(len(results[name]) for name in VARIANTS)
+
+
+def _c08_decide(results: dict, p: dict) -> Verdict:
+    """C08, learned half. Gate: every model with positions beats the unigram baseline by
+    ``p["gate_nats"]``. Then, paired by seed with 95% t-intervals:
+
+    - the masked LM without positions must stay blind (permutation gap and shuffle rise
+      below ``p["blind_tolerance"]`` for every seed) and be worse than the better masked LM
+      with positions by more than ``p["margin"]`` (relative to that model's loss);
+    - the causal NoPE LM must learn position: mean probe R^2 above ``p["probe_reads"]``
+      at some layer, below ``p["probe_input"]`` at the input, and a shuffle rise above 0;
+    - its loss against the better causal LM with positions decides: inside the margin or
+      lower: supported; higher: nuanced (the mechanism holds, the model is worse).
+
+    Refuted when the causal NoPE LM learns no position or the masked one is not blind or
+    does not fail; inconclusive when the gate fails or an interval cannot tell.
     """
-    nope, mlm = summ["causal, none"], summ["masked, none"]
-    best_positional = min(summ["causal, learned"]["val_loss"][0], summ["causal, rope"]["val_loss"][0])
-    best_masked = min(summ["masked, learned"]["val_loss"][0], summ["masked, rope"]["val_loss"][0])
-    return {
-        "bidirectional_blind": mlm["permutation_gap"] < 1e-4 and abs(mlm["shuffle_rise"][0]) < 1e-4,
-        "bidirectional_fails": mlm["val_loss"][0] > (1 + tolerance) * best_masked,
-        "causal_learns_position": nope["best_probe_r2"][0] > 0.5 and nope["input_probe_r2"][0] < 0.2
-        and nope["shuffle_rise"][0] > 0,
-        "causal_competitive": nope["val_loss"][0] <= (1 + tolerance) * best_positional,
-    }
+    unigram = results["baseline"]["nats_per_byte"]
+    positional = [v for v in VARIANTS if not v.endswith("none")]
+    mean = {v: sum(per_seed(results, v, _loss).values()) / len(results[v]) for v in VARIANTS}
+    untrained = [v for v in positional if not learned(mean[v], unigram, lower_is_better=True, by=p["gate_nats"])]
+    if untrained:
+        return Verdict("inconclusive", f"{', '.join(untrained)} did not beat the unigram baseline "
+                       f"({unigram:.2f} nats/byte) by {p['gate_nats']}", {"unigram": unigram})
+    best_causal = min(("causal, learned", "causal, rope"), key=mean.get)
+    best_masked = min(("masked, learned", "masked, rope"), key=mean.get)
+
+    def gap(a, b):
+        return t_interval(paired_differences(per_seed(results, a, _loss), per_seed(results, b, _loss)))
+
+    masked_gap, causal_gap = gap("masked, none", best_masked), gap("causal, none", best_causal)
+    masked_cmp = compare(masked_gap, p["margin"] * mean[best_masked])
+    causal_cmp = compare(causal_gap, p["margin"] * mean["causal, none"])
+    rises = t_interval(per_seed(results, "causal, none", lambda r: r["shuffled_loss"] - r["second_half_loss"]).values())
+    probe = sum(max(r["probe_r2"][1:]) for r in results["causal, none"]) / len(results["causal, none"])
+    probe_input = sum(r["probe_r2"][0] for r in results["causal, none"]) / len(results["causal, none"])
+    blind = all(r["permutation_gap"] < p["blind_tolerance"]
+                and abs(r["shuffled_loss"] - r["second_half_loss"]) < p["blind_tolerance"] for r in results["masked, none"])
+    learns = probe > p["probe_reads"] and probe_input < p["probe_input"] and compare(rises, 0.0) == "higher"
+    numbers = {"masked_gap": masked_gap.__dict__, "causal_gap": causal_gap.__dict__, "shuffle_rise": rises.__dict__,
+               "probe_r2": probe, "input_probe_r2": probe_input, "blind": blind, "best_causal": best_causal,
+               "best_masked": best_masked, "masked_reading": masked_cmp, "causal_reading": causal_cmp,
+               "unigram": unigram}
+    if masked_cmp == "unclear" or (learns and causal_cmp == "unclear"):
+        return Verdict("inconclusive", "an interval straddles its margin: more seeds are needed to tell", numbers)
+    if not learns:
+        return Verdict("refuted", "the causal LM without positions did not learn where its tokens are", numbers)
+    if not (blind and masked_cmp == "higher"):
+        return Verdict("refuted", "the masked LM without positions was not blind, or not worse than with them", numbers)
+    if causal_cmp in ("equivalent", "lower"):
+        return Verdict("supported", "the causal LM learned position and matched the models given positions", numbers)
+    return Verdict("nuanced", "the causal LM learned position but stayed worse than with positions", numbers)
 
 
-def c08_verdict(checks: dict[str, bool]) -> str:
-    """``supported`` when every check of :func:`c08_checks` passes; ``refuted`` when the
-    causal NoPE LM learns no position or the bidirectional NoPE model does not fail;
-    ``nuanced`` otherwise (the mechanism holds but the NoPE LM is clearly worse).
-    Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    if all(checks.values()):
-        return "supported"
-    if not checks["causal_learns_position"] or not (checks["bidirectional_blind"] and checks["bidirectional_fails"]):
-        return "refuted"
-    return "nuanced"
+RULES = {"C08": Rule(
+    "C08", "a causal LM learns position without positional encoding and works about as well; a masked LM cannot",
+    {"min_seeds": 5, "margin": 0.05, "gate_nats": 0.5, "probe_reads": 0.5, "probe_input": 0.2,
+     "blind_tolerance": 1e-4},
+    _c08_decide, seeds=_c08_seeds)}
 
 
 if __name__ == "__main__":
-    experiment_main("nope", run, RESULTS_DIR)
+    experiment_main("experiments.ch03_nope", run, RESULTS_DIR)

@@ -30,18 +30,19 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
-from .generate import generate, unmask_generate
-from .model import Transformer, sequence_loss
-from .objectives import full_lm, masked_lm, random_rate_masked_lm
-from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
-                      run_sections, settings_dict)
-from .scale import current_scale
-from .stats import mean_and_se
-from .text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
-from .train import RunSizes, train
+from ..config import ModelConfig
+from ..generate import generate, unmask_generate
+from ..model import Transformer, sequence_loss
+from ..objectives import full_lm, masked_lm, random_rate_masked_lm
+from ..paths import results_dir
+from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..stats import mean_and_se
+from ..text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
+from ..train import RunSizes, train
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "unmasking"
+RESULTS_DIR = results_dir("unmasking")
 TOK = ByteTokenizer()
 # name -> (arch, objective turning (rows, generator) into a batch)
 VARIANTS = {
@@ -200,7 +201,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     data = {"train": train_ids, "rows": held_out_rows(s.eval_rows, s.length),
             "candidates": train_ids.unique(), "vocabulary": corpus_vocabulary(train_ids)}
     sections = per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, data, progress))
-    return run_sections(sections, settings_dict(s), out, experiment_command("unmasking", scale, out))
+    return run_sections(sections, settings_dict(s), out, experiment_command("experiments.ch03_unmasking", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
@@ -258,4 +259,4 @@ def c14_verdict(checks: dict[str, bool]) -> str:
 
 
 if __name__ == "__main__":
-    experiment_main("unmasking", run, RESULTS_DIR)
+    experiment_main("experiments.ch03_unmasking", run, RESULTS_DIR)

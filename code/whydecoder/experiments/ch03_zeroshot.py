@@ -24,18 +24,19 @@ from pathlib import Path
 
 import torch
 
-from .conditional import exact_match
-from .config import ModelConfig
-from .model import Transformer
-from .objectives import Batch, full_lm, prefix_lm, span_corruption
-from .results import (experiment_command, experiment_main, load_complete as load_stored, per_seed_sections,
-                      run_sections, settings_dict)
-from .scale import current_scale
-from .stats import mean_and_se
-from .text import ByteTokenizer, corpus_tokens
-from .train import RunSizes, TrainConfig, evaluate, train
+from ..config import ModelConfig
+from ..model import Transformer
+from ..objectives import Batch, full_lm, prefix_lm, span_corruption
+from ..paths import results_dir
+from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..stats import mean_and_se
+from ..text import ByteTokenizer, corpus_tokens
+from ..train import RunSizes, TrainConfig, evaluate, train
+from .ch03_conditional import exact_match
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "zeroshot"
+RESULTS_DIR = results_dir("zeroshot")
 TOK = ByteTokenizer()
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # task -> (instruction, answer from word)
@@ -207,7 +208,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     s = SETTINGS[scale]
     corpus = corpus_tokens("train")
     sections = per_seed_sections(CELLS, s.seeds, lambda cell, seed: _one_run(cell, seed, s, corpus, progress))
-    return run_sections(sections, settings_dict(s), out, experiment_command("zeroshot", scale, out))
+    return run_sections(sections, settings_dict(s), out, experiment_command("experiments.ch03_zeroshot", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
@@ -286,4 +287,4 @@ def c10_verdict(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    experiment_main("zeroshot", run, RESULTS_DIR)
+    experiment_main("experiments.ch03_zeroshot", run, RESULTS_DIR)

@@ -3,7 +3,7 @@ multi-turn dialogue for decoder-only, prefix-LM and encoder-decoder models.
 
 Every measured time sits next to the analytic FLOPs of :mod:`whydecoder.accounting`
 (themselves checked against PyTorch's FLOP counter in the tests). Run the full scale with
-``python -m whydecoder.efficiency --scale full``; it stores its results in
+``python -m whydecoder.experiments.ch06_efficiency --scale full``; it stores its results in
 ``data/efficiency/`` with their provenance, and resumes a section at a time.
 
 Explained in the chapter "Efficiency: the KV cache".
@@ -19,14 +19,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .accounting import forward_flops, kv_cache_bytes, parameter_count
-from .config import ModelConfig
-from .model import Transformer
-from .results import experiment_main, run_sections, settings_dict
-from .scale import current_scale
-from .text import ByteTokenizer
+from ..accounting import forward_flops, kv_cache_bytes, parameter_count
+from ..config import ModelConfig
+from ..model import Transformer
+from ..paths import results_dir
+from ..results import experiment_main, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..text import ByteTokenizer
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "efficiency"
+RESULTS_DIR = results_dir("efficiency")
+SECTIONS = ("decode_steps", "dialogue")
 DIALOGUE_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
 
 
@@ -111,9 +114,9 @@ def decode_step_costs(model: Transformer, lengths, repeats: int = 3, seed: int =
             model(tokens[:, :t], cache=cache)
             caches.append(cache)
         model(tokens[:, t:], cache=caches.pop())  # warm-up
-        cached = median_seconds(lambda: model(tokens[:, t:], cache=caches.pop()), repeats)
+        cached = median_seconds(lambda: model(tokens[:, t:], cache=caches.pop()), repeats)  # noqa: B023 (called now)
         model(tokens)  # warm-up
-        uncached = median_seconds(lambda: model(tokens), repeats)
+        uncached = median_seconds(lambda: model(tokens), repeats)  # noqa: B023 (called now)
         rows.append({
             "context": t,
             "seconds_cached": cached,
@@ -240,7 +243,7 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.efficiency --scale {scale}" + (f" --out {out}" if out else "")
+    command = f"python -m whydecoder.experiments.ch06_efficiency --scale {scale}" + (f" --out {out}" if out else "")
 
     def decode():
         torch.manual_seed(seed)
@@ -255,8 +258,14 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
                               "turns": dialogue_costs(model, s.turns, s.user_len, s.reply_len, seed, progress)}
         return out_rows
 
-    return run_sections({"decode_steps": decode, "dialogue": dialogue}, settings_dict(s), out, command)
+    return run_sections(dict(zip(SECTIONS, (decode, dialogue))), settings_dict(s), out, command)
+
+
+def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
+    """The stored payload if complete (every section, the current full settings), else
+    ``None``. Defined in the chapter "Efficiency: the KV cache"."""
+    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
 
 
 if __name__ == "__main__":
-    experiment_main("efficiency", run, RESULTS_DIR)
+    experiment_main("experiments.ch06_efficiency", run, RESULTS_DIR)

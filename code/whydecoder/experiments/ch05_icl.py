@@ -23,13 +23,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import ModelConfig
-from .model import Transformer
-from .results import experiment_main, run_sections, settings_dict
-from .results import load_complete as load_stored
-from .scale import current_scale
+from ..config import ModelConfig
+from ..model import Transformer
+from ..paths import results_dir
+from ..results import experiment_main, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "icl"
+RESULTS_DIR = results_dir("icl")
 ICL_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
 
 
@@ -443,7 +444,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     and skip sections already stored. Defined in the chapter "In-context learning"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.icl --scale {scale}" + (f" --out {out}" if out else "")
+    command = f"python -m whydecoder.experiments.ch05_icl --scale {scale}" + (f" --out {out}" if out else "")
     sections = {"linear_attention": lambda: _linear_attention_section(s, progress),
                 "regression": lambda: _regression_section(s, progress),
                 "few_shot": lambda: _few_shot_section(s, progress)}
@@ -460,4 +461,4 @@ def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
 
 
 if __name__ == "__main__":
-    experiment_main("icl", run, RESULTS_DIR)
+    experiment_main("experiments.ch05_icl", run, RESULTS_DIR)

@@ -17,17 +17,19 @@ from pathlib import Path
 
 import torch
 
-from .accounting import forward_flops, parameter_count
-from .config import ModelConfig
-from .model import Transformer
-from .objectives import Batch, prefix_lm
-from .results import experiment_command, experiment_main, load_complete as load_stored, run_sections, settings_dict
-from .scale import current_scale
-from .stats import mean_and_se
-from .text import corpus_tokens, random_chunks
-from .train import RunSizes, evaluate, train
+from ..accounting import forward_flops, parameter_count
+from ..config import ModelConfig
+from ..model import Transformer
+from ..objectives import Batch, prefix_lm
+from ..paths import results_dir
+from ..results import experiment_command, experiment_main, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..stats import mean_and_se
+from ..text import corpus_tokens, random_chunks
+from ..train import RunSizes, evaluate, train
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "conditional"
+RESULTS_DIR = results_dir("conditional")
 T5_TABLE2_PATH = RESULTS_DIR.parent / "t5_table2.csv"
 ARCHS = ("decoder", "prefix-lm")
 TASKS = ("continuation", "reversal")
@@ -155,7 +157,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
                 for task in TASKS}
     sections["t5_variants"] = lambda: _t5_variants(s, corpus, progress)
     assert tuple(sections) == SECTIONS
-    return run_sections(sections, settings_dict(s), out, experiment_command("conditional", scale, out))
+    return run_sections(sections, settings_dict(s), out, experiment_command("experiments.ch03_conditional", scale, out))
 
 
 def _t5_variants(s: ConditionalSettings, corpus: dict, progress: bool) -> list[dict]:
@@ -272,4 +274,4 @@ def c02_verdict(gaps_by_task: dict[str, dict], min_relative: float = 0.01) -> st
 
 
 if __name__ == "__main__":
-    experiment_main("conditional", run, RESULTS_DIR)
+    experiment_main("experiments.ch03_conditional", run, RESULTS_DIR)

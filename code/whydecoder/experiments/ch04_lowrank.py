@@ -13,7 +13,7 @@ Sections (each stored as soon as it is done, so an interrupted full run resumes)
 - ``trained``: the same rank statistics for the attention of trained models: our causal
   LM, our bidirectional masked LM, and the real all-MiniLM-L6-v2 encoder.
 
-Run the full scale with ``python -m whydecoder.lowrank --scale full``.
+Run the full scale with ``python -m whydecoder.experiments.ch04_lowrank --scale full``.
 Explained in the chapter "The low-rank argument, tested".
 """
 
@@ -25,19 +25,29 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .attention import Attention
-from .config import ModelConfig
-from .model import Transformer
-from .objectives import full_lm, masked_lm
-from .rank import (COLLAPSE_VARIANTS, collapse_curve, condition_number, effective_rank, fit_attention,
-                   numerical_rank, random_attention, random_stochastic, singular_values)
-from .results import experiment_main, run_sections, settings_dict
-from .results import load_complete as load_stored
-from .scale import current_scale
-from .text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
-from .train import TrainConfig, evaluate, train
+from ..attention import Attention
+from ..config import ModelConfig
+from ..model import Transformer
+from ..objectives import full_lm, masked_lm
+from ..paths import results_dir
+from ..rank import (
+    COLLAPSE_VARIANTS,
+    collapse_curve,
+    condition_number,
+    effective_rank,
+    fit_attention,
+    numerical_rank,
+    random_attention,
+    random_stochastic,
+    singular_values,
+)
+from ..results import experiment_main, run_sections, settings_dict
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
+from ..train import TrainConfig, evaluate, train
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "lowrank"
+RESULTS_DIR = results_dir("lowrank")
 SECTIONS = ("spectra", "fitting", "collapse", "heads", "trained")
 TOK = ByteTokenizer()
 
@@ -204,7 +214,7 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
 
     Defined in the chapter "The low-rank argument, tested".
     """
-    from .hf import load_minilm
+    from ..hf import load_minilm
 
     rows = []
     text_ids = corpus_tokens("val")[: s.attn_n][None]
@@ -242,7 +252,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.lowrank --scale {scale}" + (f" --out {out}" if out else "")
+    command = f"python -m whydecoder.experiments.ch04_lowrank --scale {scale}" + (f" --out {out}" if out else "")
     steps = {"spectra": lambda: spectra(s, progress), "fitting": lambda: fitting(s, progress),
              "collapse": lambda: collapse(s), "heads": lambda: heads(s, progress),
              "trained": lambda: trained(s, progress)}
@@ -253,4 +263,4 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
 
 
 if __name__ == "__main__":
-    experiment_main("lowrank", run, RESULTS_DIR)
+    experiment_main("experiments.ch04_lowrank", run, RESULTS_DIR)

@@ -1,0 +1,179 @@
+"""The book's verdict protocol: how a claim's verdict is decided, in one place.
+
+A verdict is one of :data:`OUTCOMES`. It is decided by a :class:`Rule`: a function of the
+stored results plus the parameters fixed with it before the full run (margins, gates, the
+least number of seeds). The rule's :meth:`Rule.fingerprint` (a hash of its source and its
+parameters) is stored with the results it judges, so a rule changed after the data were
+seen no longer matches them, and the experiment has to be run again.
+
+The statistics are the ones a reviewer expects of a few seeds:
+
+- paired differences over seeds (the same seed trains both models on the same batches),
+  summarised by a 95% Student-t interval (:func:`t_interval`);
+- "better" or "worse" only when the interval excludes zero; "no difference" only when the
+  whole interval lies inside an equivalence margin declared in the rule
+  (:func:`compare`); anything else is *unclear*;
+- a gate (:func:`learned`): a comparison counts only between models that beat a stated
+  baseline (chance, or a model that only knows the answer format); otherwise the verdict
+  is *inconclusive*, not evidence.
+
+Explained in "How to read this book" (verdicts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+#: What a verdict can say. "inconclusive": the experiment ran but could not tell.
+OUTCOMES = ("supported", "refuted", "nuanced", "inconclusive", "untested")
+#: The confidence of every interval in the book.
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` seeds with its ``level`` Student-t interval ``[low, high]``.
+
+    Defined in "How to read this book".
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float = LEVEL
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3g} [{self.low:+.3g}, {self.high:+.3g}]"
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
+    """The mean of ``values`` (one per seed) with its Student-t confidence interval.
+
+    Needs at least two finite values. Defined in "How to read this book".
+    """
+    from scipy import stats
+
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        raise ValueError(f"an interval needs at least 2 values (seeds), got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"values must be finite, got {values}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, level)
+
+
+def paired_differences(first: dict, second: dict) -> list[float]:
+    """``first[seed] - second[seed]`` for every seed, refusing unpaired seeds.
+
+    ``first`` and ``second`` map a seed to one number. Defined in "How to read this book".
+    """
+    if set(first) != set(second):
+        raise ValueError(f"unpaired seeds: {sorted(set(first) ^ set(second), key=str)}")
+    return [float(first[s]) - float(second[s]) for s in sorted(first, key=str)]
+
+
+def compare(interval: Interval, margin: float) -> str:
+    """Read an interval of differences (first minus second) against an equivalence margin:
+
+    - ``"equivalent"``: the whole interval lies inside ``(-margin, margin)``;
+    - ``"higher"`` / ``"lower"``: the interval excludes zero (first higher / lower);
+    - ``"unclear"``: neither (too few seeds or too much spread to tell).
+
+    Defined in "How to read this book".
+    """
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+    if -margin < interval.low and interval.high < margin:
+        return "equivalent"
+    if interval.low > 0:
+        return "higher"
+    if interval.high < 0:
+        return "lower"
+    return "unclear"
+
+
+def learned(score: float, baseline: float, *, lower_is_better: bool, by: float) -> bool:
+    """The gate: did a model beat ``baseline`` (chance, or a model that only knows the
+    answer format) by more than ``by``? Defined in "How to read this book"."""
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (score, baseline, by)):
+        raise ValueError(f"score, baseline and by must be finite numbers, got {score!r}, {baseline!r}, {by!r}")
+    return (baseline - score > by) if lower_is_better else (score - baseline > by)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's answer: the outcome, one line saying why, and the numbers behind it.
+
+    Defined in "How to read this book".
+    """
+
+    outcome: str
+    reason: str
+    numbers: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {OUTCOMES}")
+        if not self.reason.strip() or "\n" in self.reason:
+            raise ValueError(f"a verdict needs a one-line reason, got {self.reason!r}")
+
+
+#: The protocol's own helpers: a rule's fingerprint covers them too.
+_PROTOCOL_SOURCE = "".join(inspect.getsource(f) for f in (t_interval, compare, learned, paired_differences))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one claim is decided: ``decide(results, parameters) -> Verdict``, with the
+    ``parameters`` (margins, gates, ``min_seeds``) fixed before the full run.
+
+    Calling the rule checks that the results hold at least ``min_seeds`` seeds (else the
+    verdict is *inconclusive*) and returns ``decide``'s verdict. Defined in "How to read
+    this book".
+    """
+
+    claim: str
+    statement: str
+    parameters: dict
+    decide: Callable[[dict, dict], Verdict]
+    seeds: Callable[[dict], int] | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.claim, str) and len(self.claim) == 3 and self.claim.startswith("C")):
+            raise ValueError(f"claim must be an id like 'C01', got {self.claim!r}")
+        json.dumps(self.parameters)  # parameters must be plain data: they are hashed and shown
+
+    def fingerprint(self) -> str:
+        """A hash of the rule's source, its parameters and the protocol's helpers."""
+        text = inspect.getsource(self.decide) + (inspect.getsource(self.seeds) if self.seeds else "")
+        text += json.dumps(self.parameters, sort_keys=True) + self.statement + _PROTOCOL_SOURCE
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __call__(self, results: dict) -> Verdict:
+        need = self.parameters.get("min_seeds")
+        if need is not None and self.seeds is not None:
+            have = self.seeds(results)
+            if have < need:
+                return Verdict("inconclusive", f"{have} seeds, fewer than the {need} the rule asks for")
+        verdict = self.decide(results, self.parameters)
+        if not isinstance(verdict, Verdict):
+            raise TypeError(f"rule {self.claim} returned {type(verdict).__name__}, not a Verdict")
+        return verdict
+
+
+def fingerprints(rules: dict[str, Rule]) -> dict[str, str]:
+    """``{claim: fingerprint}`` of an experiment's rules, as stored with its settings.
+
+    Defined in "How to read this book"."""
+    return {claim: rule.fingerprint() for claim, rule in sorted(rules.items())}

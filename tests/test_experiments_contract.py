@@ -1,0 +1,66 @@
+"""Every experiment module follows the one declared contract (whydecoder.experiments), and
+the stored full-scale results of those under the verdict protocol were judged by the
+rules as they are now: changing a rule, or its margins, means running the experiment again."""
+
+import dataclasses
+import importlib
+import pkgutil
+
+import pytest
+
+import whydecoder.experiments as experiments
+from whydecoder.ledger import read_ledger
+from whydecoder.paths import DATA
+from whydecoder.results import load_result
+from whydecoder.verdicts import Rule, fingerprints
+
+FOUND = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))
+MODULES = {name: importlib.import_module(f"whydecoder.experiments.{name}") for name in FOUND}
+UNDER_PROTOCOL = [name for name in FOUND if name not in experiments.NOT_YET_UNDER_PROTOCOL]
+
+
+def test_the_package_lists_every_experiment():
+    assert tuple(FOUND) == tuple(sorted(experiments.MODULES))
+    assert set(experiments.NOT_YET_UNDER_PROTOCOL) <= set(FOUND)
+
+
+@pytest.mark.parametrize("name", FOUND)
+def test_each_experiment_declares_the_contract(name):
+    module = MODULES[name]
+    assert module.RESULTS_DIR.parent == DATA
+    assert set(module.SETTINGS) == {"smoke", "full"}
+    for settings in module.SETTINGS.values():
+        assert dataclasses.is_dataclass(settings) and type(settings).__dataclass_params__.frozen
+    assert isinstance(module.SECTIONS, tuple) and module.SECTIONS and all(isinstance(s, str) for s in module.SECTIONS)
+    assert callable(module.run) and callable(module.load_complete)
+    source = importlib.util.find_spec(module.__name__).loader.get_source(module.__name__)
+    assert f'experiment_main("experiments.{name}"' in source, "a command line: python -m whydecoder.experiments.<name>"
+
+
+@pytest.mark.parametrize("name", FOUND)
+def test_rules_belong_to_the_experiments_under_the_protocol(name):
+    rules = getattr(MODULES[name], "RULES", {})
+    if name in experiments.NOT_YET_UNDER_PROTOCOL:
+        assert rules == {}, f"{name} owns rules: take it off NOT_YET_UNDER_PROTOCOL"
+        return
+    assert rules, f"{name} is under the protocol but owns no RULES"
+    ids = {row["id"] for row in read_ledger()}
+    for claim, rule in rules.items():
+        assert isinstance(rule, Rule) and rule.claim == claim and claim in ids
+
+
+def test_no_claim_has_two_rules():
+    owners = [claim for name in UNDER_PROTOCOL for claim in MODULES[name].RULES]
+    assert len(owners) == len(set(owners)), owners
+
+
+@pytest.mark.parametrize("name", UNDER_PROTOCOL)
+def test_stored_results_were_judged_by_the_current_rules(name):
+    """The rule's fingerprint is part of the settings stored with the full run."""
+    module = MODULES[name]
+    stored = load_result(module.RESULTS_DIR / "full.json")
+    assert stored is not None, f"{name}: no stored full-scale results; run its full scale"
+    assert stored["results"]["settings"].get("rules") == fingerprints(module.RULES), (
+        f"{name}: the stored results were judged by other rules than the current ones; "
+        f"run `python -m whydecoder.experiments.{name} --scale full` again")
+    assert module.load_complete() is not None
