@@ -127,12 +127,16 @@ def test_real_words_counts_words_of_the_corpus_per_text():
     assert "returns" in u.corpus_vocabulary(torch.tensor(list(b"it returns a value")))
 
 
-def fake_results(bert_nll=2.2, rr_nll=1.7, bert_words=0.5, bert_blank=0.6, causal_blank=0.5):  # words per sample
-    out = {}
-    for name, nll, words, blank in (("causal LM", 1.6, 0.8, causal_blank), ("masked LM (15%)", bert_nll, bert_words, bert_blank),
+def fake_results(bert_nll=2.2, rr_nll=1.7, bert_words=0.5, bert_blank=0.6, causal_blank=0.5, causal_nll=1.6,
+                 seeds=5, wobble=0.0, blank_base=0.25):
+    out = {"baseline": {"nll": 3.2, "blank": blank_base}}
+    for name, nll, words, blank in (("causal LM", causal_nll, 0.8, causal_blank),
+                                    ("masked LM (15%)", bert_nll, bert_words, bert_blank),
                                     ("masked LM (random rate)", rr_nll, 0.7, 0.55)):
-        out[name] = [{"variant": name, "seed": s, "nll": nll + 0.01 * s, "real_words": words,
-                      "blank_accuracy": blank + 0.01 * s} for s in range(3)]
+        extra = wobble if name == "masked LM (15%)" else 0.0
+        out[name] = [{"variant": name, "seed": s, "nll": nll + 0.01 * s + extra * (-1) ** s, "real_words": words,
+                      "blank_accuracy": blank + 0.01 * s + 0.002 * s * (name == "masked LM (15%)")}
+                     for s in range(seeds)]
     return out
 
 
@@ -140,11 +144,15 @@ def fake_results(bert_nll=2.2, rr_nll=1.7, bert_words=0.5, bert_blank=0.6, causa
     ({"rr_nll": 2.0}, "supported"),
     ({}, "nuanced"),  # the random-rate masked LM generates about as well
     ({"rr_nll": 2.0, "bert_blank": 0.45}, "nuanced"),  # the encoder does not win the blanks
-    ({"bert_nll": 1.65}, "refuted"),
-    ({"bert_words": 0.9}, "refuted"),
+    ({"bert_nll": 1.65}, "refuted"),  # generates about as well (inside the margin)
+    ({"bert_nll": 1.5}, "refuted"),  # generates better
+    ({"bert_nll": 1.76, "wobble": 0.3}, "inconclusive"),  # the interval straddles the margin
+    ({"causal_nll": 3.0}, "inconclusive"),  # the causal LM learned nothing: no comparison
+    ({"blank_base": 0.7}, "inconclusive"),  # nobody beats guessing the commonest byte
+    ({"seeds": 3}, "inconclusive"),
 ])
-def test_c14_verdict(changes, verdict):
-    assert u.c14_verdict(u.c14_checks(fake_results(**changes))) == verdict
+def test_c14_rule_reaches_every_outcome(changes, verdict):
+    assert u.RULES["C14"](fake_results(**changes)).outcome == verdict
 
 
 def test_smoke_run_is_complete():

@@ -38,9 +38,9 @@ from ..paths import results_dir
 from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
-from ..stats import mean_and_se
-from ..text import ByteTokenizer, corpus_tokens, random_chunks, with_bos
+from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline, with_bos
 from ..train import RunSizes, train
+from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("unmasking")
 TOK = ByteTokenizer()
@@ -50,7 +50,7 @@ VARIANTS = {
     "masked LM (15%)": ("encoder", masked_lm),
     "masked LM (random rate)": ("encoder", random_rate_masked_lm),
 }
-SECTIONS = tuple(VARIANTS)  # one stored section per model, so a long run resumes
+SECTIONS = ("baseline",) + tuple(VARIANTS)  # one stored section per model, so a long run resumes
 WORD = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -73,7 +73,7 @@ SETTINGS = {
     "smoke": UnmaskingSettings(d_model=32, n_layers=2, n_heads=2, steps=40, batch=16, length=32, prompt=16,
                                seeds=(0, 1), eval_rows=16, sample_rows=8),
     "full": UnmaskingSettings(d_model=64, n_layers=4, n_heads=4, steps=800, batch=32, length=64, prompt=32,
-                              seeds=(0, 1, 2), eval_rows=128, sample_rows=64),
+                              seeds=(0, 1, 2, 3, 4), eval_rows=128, sample_rows=64),
 }
 
 
@@ -200,62 +200,98 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     train_ids = corpus_tokens("train")
     data = {"train": train_ids, "rows": held_out_rows(s.eval_rows, s.length),
             "candidates": train_ids.unique(), "vocabulary": corpus_vocabulary(train_ids)}
-    sections = per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, data, progress))
-    return run_sections(sections, settings_dict(s), out, experiment_command("experiments.ch03_unmasking", scale, out))
+    rows = data["rows"]
+    sections = {"baseline": lambda: {"nll": unigram_baseline(train_ids, rows[:, s.prompt:])["nats_per_byte"],
+                                     "blank": unigram_baseline(train_ids, rows[:, s.length // 2])["majority_accuracy"]}}
+    sections |= per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, data, progress))
+    return run_sections(sections, stored_settings(s), out, experiment_command("experiments.ch03_unmasking", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
 
 
-def paired(results: dict, metric: str, a: str, b: str) -> tuple[float, float]:
-    """Mean over seeds of ``metric`` of model ``a`` minus model ``b`` (paired by seed) and
-    its standard error. Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    by = {(r["variant"], r["seed"]): r[metric] for name in VARIANTS for r in results[name]}
-    seeds = sorted({sd for (_, sd) in by})
-    return mean_and_se([by[(a, sd)] - by[(b, sd)] for sd in seeds])
+def per_seed(results: dict, name: str, metric: str) -> dict:
+    """``{seed: metric}`` of one model's runs. Defined in the chapter "Encoder vs decoder at
+    equal parameters"."""
+    return {r["seed"]: float(r[metric]) for r in results[name]}
 
 
-def c14_checks(results: dict, tolerance: float = 0.1) -> dict[str, bool]:
-    """The tests behind C14's verdict:
-
-    - ``bert_generates_poorly``: the 15% masked LM's left-to-right loss is worse than the
-      causal LM's by more than ``tolerance`` (relative) and its samples hold fewer real
-      words;
-    - ``encoder_wins_blanks``: the 15% masked LM fills blanks better than the causal LM
-      even when the causal LM scores every candidate with the whole text (by more than two
-      standard errors, paired by seed);
-    - ``unmasking_generates``: the random-rate masked LM's left-to-right loss is within
-      ``tolerance`` (relative) of the causal LM's.
-
-    Defined in the chapter "Encoder vs decoder at equal parameters".
-    """
-    causal, bert, rr = "causal LM", "masked LM (15%)", "masked LM (random rate)"
-    nll_gap, _ = paired(results, "nll", bert, causal)
-    words_gap, _ = paired(results, "real_words", bert, causal)
-    blank_gap, blank_se = paired(results, "blank_accuracy", bert, causal)
-    rr_gap, _ = paired(results, "nll", rr, causal)
-    causal_nll = sum(r["nll"] for r in results[causal]) / len(results[causal])
-    return {
-        "bert_generates_poorly": nll_gap > tolerance * causal_nll and words_gap < 0,
-        "encoder_wins_blanks": blank_gap > 2 * blank_se and blank_gap > 0,
-        "unmasking_generates": rr_gap <= tolerance * causal_nll,
-    }
+def mean_of(results: dict, name: str, metric: str) -> float:
+    """The mean over seeds of one model's ``metric``. Defined in the chapter "Encoder vs
+    decoder at equal parameters"."""
+    values = per_seed(results, name, metric)
+    return sum(values.values()) / len(values)
 
 
-def c14_verdict(checks: dict[str, bool]) -> str:
-    """``refuted`` if the BERT-style masked LM generates about as well as the causal LM;
-    ``supported`` if it generates poorly, wins at filling blanks, and the random-rate masked
-    LM does not rescue generation; ``nuanced`` otherwise (the failure belongs to BERT's
-    objective rather than to bidirectionality, or the encoder does not win the blanks).
+def paired_interval(results: dict, metric: str, a: str, b: str):
+    """The 95% t-interval of ``metric`` of model ``a`` minus model ``b``, paired by seed.
     Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    if not checks["bert_generates_poorly"]:
-        return "refuted"
-    if checks["encoder_wins_blanks"] and not checks["unmasking_generates"]:
-        return "supported"
-    return "nuanced"
+    return t_interval(paired_differences(per_seed(results, a, metric), per_seed(results, b, metric)))
+
+
+def _c14_seeds(results: dict) -> int:
+    return min(len(results[name]) for name in VARIANTS)
+
+
+def _c14_decide(results: dict, p: dict) -> Verdict:
+    """C14. Gate: the causal LM beats the unigram baseline's left-to-right loss by
+    ``p["gate_nats"]``, and some model beats always guessing the most frequent byte at the
+    blanks by ``p["gate_accuracy"]``. Then, paired by seed with 95% t-intervals:
+
+    - generation: the BERT-style masked LM's left-to-right loss against the causal LM's,
+      with an equivalence margin of ``p["margin"]`` of the causal LM's loss; inside it or
+      lower: refuted (it generates about as well);
+    - the rescue: the random-rate masked LM against the causal LM, same margin; inside it
+      or lower: nuanced (the failure belongs to BERT's objective, not to bidirectionality);
+    - understanding: the masked LM fills blanks better than the causal LM scoring every
+      candidate with the whole text (interval above 0): supported; otherwise nuanced.
+
+    Inconclusive when the gate fails or the generation or rescue interval straddles its margin.
+    """
+    causal, bert, rr = VARIANTS
+    base = results["baseline"]
+    if not learned(mean_of(results, causal, "nll"), base["nll"], lower_is_better=True, by=p["gate_nats"]):
+        return Verdict("inconclusive", f"the causal LM did not beat the unigram baseline ({base['nll']:.2f} nats/byte)",
+                       {"baseline": base})
+    if not any(learned(mean_of(results, m, "blank_accuracy"), base["blank"], lower_is_better=False,
+                       by=p["gate_accuracy"]) for m in (causal, bert)):
+        return Verdict("inconclusive", "no model beat always guessing the most frequent byte at the blanks",
+                       {"baseline": base})
+    margin = p["margin"] * mean_of(results, causal, "nll")
+    gen, rescue = paired_interval(results, "nll", bert, causal), paired_interval(results, "nll", rr, causal)
+    blanks = paired_interval(results, "blank_accuracy", bert, causal)
+    words = paired_interval(results, "real_words", bert, causal)
+    readings = {"generation": compare(gen, margin), "rescue": compare(rescue, margin), "blanks": compare(blanks, 0.0)}
+    numbers = {"generation": gen.__dict__, "rescue": rescue.__dict__, "blanks": blanks.__dict__,
+               "words": words.__dict__, "margin": margin, "baseline": base, **readings}
+    if readings["generation"] == "unclear":
+        return Verdict("inconclusive", "the generation interval straddles its margin", numbers)
+    if readings["generation"] in ("equivalent", "lower"):
+        return Verdict("refuted", "the BERT-style masked LM generated about as well as the causal LM", numbers)
+    if readings["rescue"] == "unclear":
+        return Verdict("inconclusive", "the random-rate masked LM's interval straddles its margin", numbers)
+    if readings["rescue"] in ("equivalent", "lower"):
+        return Verdict("nuanced", "BERT's objective generates poorly, but a masked LM trained at random rates "
+                       "generates about as well as the causal LM", numbers)
+    if readings["blanks"] == "higher":
+        return Verdict("supported", "the masked LMs generated worse and the masked LM filled blanks better", numbers)
+    return Verdict("nuanced", "the masked LMs generated worse, but the masked LM did not fill blanks better",
+                   numbers)
+
+
+RULES = {"C14": Rule(
+    "C14", "an encoder-only (masked) LM generates worse than a causal LM and suits understanding tasks",
+    {"min_seeds": 5, "margin": 0.1, "gate_nats": 0.5, "gate_accuracy": 0.05}, _c14_decide, seeds=_c14_seeds)}
+
+
+def stored_settings(s: UnmaskingSettings) -> dict:
+    """The settings stored with (and required of) the results: the sizes and the
+    fingerprints of the rules that judge them. Defined in the chapter "Encoder vs decoder
+    at equal parameters"."""
+    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 if __name__ == "__main__":
