@@ -1,4 +1,4 @@
-"""C02 machinery: the reversal task, the wiring of both architectures, exact match, verdict."""
+"""C01/C02 machinery: the addition task, the wiring of the architectures, exact match, the rules."""
 
 import pytest
 import torch
@@ -8,14 +8,17 @@ from whydecoder.experiments import ch03_conditional as c
 from whydecoder.model import Transformer
 
 
-def test_reversal_rows_are_letters_separator_reversed():
-    rows, prefix = c.reversal_batch(5, 7, torch.Generator().manual_seed(0))
-    assert rows.shape == (5, 15) and prefix == 8
-    assert (rows[:, 7] == ord("|")).all()
-    assert torch.equal(rows[:, 8:], rows[:, :7].flip(1))
-    assert ((rows[:, :7] >= ord("a")) & (rows[:, :7] <= ord("z"))).all()
-    with pytest.raises(ValueError, match="reversal length must be >= 1, got 0"):
-        c.reversal_batch(2, 0, torch.Generator())
+def test_addition_rows_are_correct_sums():
+    rows, prefix = c.addition_batch(50, 4, torch.Generator().manual_seed(0))
+    assert rows.shape == (50, 15) and prefix == 10
+    for row in rows:
+        text = bytes(row.tolist()).decode()
+        a, rest = text.split("+")
+        b, total = rest.split("=")
+        assert len(a) == len(b) == 4 and len(total) == 5 and int(a) + int(b) == int(total)
+    for bad in (0, 16, 2.0):
+        with pytest.raises(ValueError, match="addition digits must be an int in \\[1, 15\\]"):
+            c.addition_batch(2, bad, torch.Generator())
 
 
 @pytest.mark.parametrize("task", c.TASKS)
@@ -25,7 +28,7 @@ def test_both_archs_see_identical_data_and_differ_only_in_the_prefix(task):
     assert torch.equal(dec.tokens, pre.tokens) and torch.equal(dec.targets, pre.targets)
     assert torch.equal(dec.loss_mask, pre.loss_mask)
     assert dec.prefix_len is None and pre.prefix_len is not None
-    assert int(dec.loss_mask[0].sum()) == 6  # loss on the target only
+    assert int(dec.loss_mask[0].sum()) == 6 + (task == "addition")  # loss on the target only (a sum has one more digit)
 
 
 def test_bad_task_or_arch_is_named():
@@ -33,7 +36,7 @@ def test_bad_task_or_arch_is_named():
     with pytest.raises(ValueError, match="unknown task 'copy'"):
         c.task_batch("copy", "decoder", 2, 8, 4, g)
     with pytest.raises(ValueError, match="unknown arch 'encoder'"):
-        c.task_batch("reversal", "encoder", 2, 8, 4, g)
+        c.task_batch("addition", "encoder", 2, 8, 4, g)
 
 
 class _Oracle(torch.nn.Module):
@@ -48,7 +51,7 @@ class _Oracle(torch.nn.Module):
 
 
 def test_exact_match_counts_whole_targets():
-    batch = c.task_batch("reversal", "decoder", 8, 0, 5, torch.Generator().manual_seed(1))
+    batch = c.task_batch("addition", "decoder", 8, 0, 5, torch.Generator().manual_seed(1))
     assert c.exact_match(_Oracle(batch.targets.clone()), [batch]) == 1.0
     wrong = batch.targets.clone()
     wrong[2, -1] += 1  # one wrong target byte in one example
@@ -59,16 +62,16 @@ def test_exact_match_counts_whole_targets():
 def test_teacher_forced_exact_match_equals_greedy_decoding():
     torch.manual_seed(0)
     model = Transformer(ModelConfig(arch="decoder", d_model=32, n_layers=1, n_heads=2, max_len=16)).eval()
-    batch = c.task_batch("reversal", "decoder", 1, 0, 3, torch.Generator().manual_seed(2))
-    context = batch.tokens[:, :4]  # 3 letters and the separator
+    batch = c.task_batch("addition", "decoder", 1, 0, 3, torch.Generator().manual_seed(2))
+    context = batch.tokens[:, :8]  # "abc+def=" with 3-digit numbers
     with torch.no_grad():
         seq = context
-        for _ in range(3):  # greedy decoding, one byte at a time
+        for _ in range(4):  # greedy decoding of the 4-digit sum, one byte at a time
             seq = torch.cat([seq, model(seq)[:, -1:].argmax(-1)], dim=1)
-    greedy_right = torch.equal(seq[:, 4:], batch.targets[:, -3:])
+    greedy_right = torch.equal(seq[:, 8:], batch.targets[:, -4:])
     # force the model's own greedy output to be the "target": exact match must then be 1
-    forced = c.task_batch("reversal", "decoder", 1, 0, 3, torch.Generator().manual_seed(2))
-    forced.tokens[:, 4:], forced.targets[:, -3:] = seq[:, 4:-1], seq[:, 4:]
+    forced = c.task_batch("addition", "decoder", 1, 0, 3, torch.Generator().manual_seed(2))
+    forced.tokens[:, 8:], forced.targets[:, -4:] = seq[:, 8:-1], seq[:, 8:]
     assert c.exact_match(model, [forced]) == 1.0
     assert c.exact_match(model, [batch]) == float(greedy_right)
 
@@ -78,80 +81,70 @@ def test_same_parameter_count_for_both_archs():
     assert counts["decoder"] == counts["prefix-lm"]
 
 
-def _runs(decoder_losses, prefix_losses):
-    return ([{"arch": "decoder", "seed": s, "target_loss": v} for s, v in enumerate(decoder_losses)]
-            + [{"arch": "prefix-lm", "seed": s, "target_loss": v} for s, v in enumerate(prefix_losses)])
+def _task_runs(decoder, prefix, seeds=5, wobble=0.0):
+    return ([{"arch": "decoder", "seed": k, "target_loss": decoder + 0.01 * k + wobble * (-1) ** k} for k in range(seeds)]
+            + [{"arch": "prefix-lm", "seed": k, "target_loss": prefix + 0.01 * k} for k in range(seeds)])
 
 
-def test_paired_gaps_and_verdict():
-    clear_gain = c.paired_gaps(_runs([2.0, 2.1, 2.05], [1.8, 1.9, 1.84]))
-    assert clear_gain["gaps"] == pytest.approx([0.2, 0.2, 0.21])
-    noise = c.paired_gaps(_runs([2.0, 2.1, 2.05], [2.01, 2.08, 2.06]))
-    assert c.c02_verdict({"a": clear_gain, "b": clear_gain}) == "refuted"
-    assert c.c02_verdict({"a": noise, "b": noise}) == "supported"
-    assert c.c02_verdict({"a": clear_gain, "b": noise}) == "nuanced"
-    with pytest.raises(ValueError, match="no tasks"):
-        c.c02_verdict({})
-
-
-def test_t5_variants_have_the_table_2_shapes():
-    s = c.SETTINGS["full"]
-    cfgs = {n: c.variant_config(n, s, 72) for n in c.T5_VARIANTS}
-    two_p, shared, half, dec, pre = cfgs.values()
-    assert (two_p.n_layers, two_p.encoder_layers, two_p.share_encoder_decoder) == (4, 4, False)
-    assert shared.share_encoder_decoder and (half.n_layers, half.encoder_layers) == (2, 2)
-    assert dec.arch == "decoder" and pre.arch == "prefix-lm" and dec.n_layers == 4
-    with pytest.raises(ValueError, match="unknown T5 variant 'big'"):
-        c.variant_config("big", s, 72)
-
-
-def test_t5_variants_parameters_and_flops_follow_the_table():
-    from whydecoder.accounting import forward_flops, parameter_count
-
-    s = c.SETTINGS["full"]
-    cfgs = {n: c.variant_config(n, s, 72) for n in c.T5_VARIANTS}
-    p = {n: parameter_count(cfg, embeddings=False) for n, cfg in cfgs.items()}
+def _results(text=(1.60, 1.60), addition=(0.90, 0.90), seeds=5, wobble=0.0, variants=None):
     names = list(c.T5_VARIANTS)
-    # 2P: two stacks (plus cross-attention); shared: one stack's weights plus cross-attention
-    assert 2 * p[names[3]] < p[names[0]] < 2.5 * p[names[3]]
-    assert p[names[3]] < p[names[1]] < 1.5 * p[names[3]] and p[names[3]] < p[names[2]] < 1.5 * p[names[3]]
-    assert p[names[3]] == p[names[4]]
-    f = {n: forward_flops(cfg, 24 if cfg.arch == "encoder-decoder" else 71, source_len=48 if cfg.arch == "encoder-decoder" else 0)
-         for n, cfg in cfgs.items()}
-    # M for all but the half-depth encoder-decoder, which costs about M/2
-    assert f[names[0]] == f[names[1]]
-    assert 0.4 < f[names[2]] / f[names[0]] < 0.6
-    assert 0.8 < f[names[3]] / f[names[0]] < 1.25
+    losses = variants or {names[0]: 1.60, names[1]: 1.61, names[2]: 1.65, names[3]: 1.60, names[4]: 1.60}
+    return {"baseline": {"continuation": 3.4, "addition": 2.3},
+            "t5_table2": c.t5_table2().to_dict(orient="records"),
+            "continuation": _task_runs(*text, seeds=seeds, wobble=wobble), "addition": _task_runs(*addition, seeds=seeds),
+            "t5_variants": [{"variant": n, "seed": k, "target_loss": v + 0.01 * k + 0.003 * k * (i == 1)}
+                            for i, (n, v) in enumerate(losses.items()) for k in range(seeds)]}
 
 
-def _variant_runs(losses: dict) -> list[dict]:
-    return [{"variant": n, "seed": sd, "target_loss": v} for n, vals in losses.items() for sd, v in enumerate(vals)]
+@pytest.mark.parametrize("changes, verdict", [
+    ({}, "supported"),  # no gain on either task
+    ({"text": (1.60, 1.62)}, "supported"),  # the decoder better counts as no gain too
+    ({"text": (1.70, 1.50), "addition": (1.2, 0.9)}, "refuted"),  # the prefix helps on both
+    ({"addition": (1.2, 0.9)}, "nuanced"),  # on one task only
+    ({"text": (1.63, 1.60), "wobble": 0.08}, "inconclusive"),  # the interval straddles the margin
+    ({"addition": (2.2, 0.9)}, "inconclusive"),  # the decoder did not learn to add
+    ({"seeds": 3}, "inconclusive"),
+])
+def test_c02_rule_reaches_every_outcome(changes, verdict):
+    assert c.RULES["C02"](_results(**changes)).outcome == verdict
 
 
-def test_c01_evidence_measures_edge_and_sharing_cost():
+def test_t5_readings_from_the_table():
+    readings = c.t5_readings(c.t5_table2().to_dict(orient="records"), 0.5)
+    glue_lm = readings["T5 Denoising, GLUE, vs Language model"]
+    assert glue_lm["share_lost"] == pytest.approx((83.28 - 82.81) / (83.28 - 74.70))
+    assert glue_lm["reading"] == "not parameters"
+    cnn_prefix = readings["T5 Denoising, CNNDM, vs Prefix LM"]
+    assert cnn_prefix["share_lost"] == pytest.approx((19.24 - 18.78) / (19.24 - 18.61))
+    assert cnn_prefix["reading"] == "parameters"  # against the prefix LM on CNNDM, sharing loses most of the lead
+    assert readings["T5 LM, GLUE, vs Prefix LM"]["reading"] == "no edge"  # 79.56 < 79.68
+
+
+def test_c01_rule_reads_t5_and_our_runs():
     names = list(c.T5_VARIANTS)
-    base = {names[2]: [2.0, 2.0, 2.0], names[4]: [2.0, 2.0, 2.0]}
-    params_matter = {names[0]: [1.80, 1.81, 1.79], names[1]: [1.98, 1.99, 1.985], names[3]: [2.0, 2.01, 2.0], **base}
-    no_edge = {names[0]: [2.0, 2.02, 1.99], names[1]: [2.0, 2.0, 2.0], names[3]: [2.01, 2.0, 2.0], **base}
-    ev = c.c01_evidence(_variant_runs(params_matter))
-    assert ev["edge_significant"] and ev["sharing_hurts"]
-    assert ev["edge"] == pytest.approx(0.2033, abs=1e-3) and ev["share_lost_by_sharing"] == pytest.approx(0.902, abs=1e-2)
-    ev = c.c01_evidence(_variant_runs(no_edge))
-    assert not ev["edge_significant"] and ev["share_lost_by_sharing"] is None
+    verdict = c.RULES["C01"](_results())
+    assert verdict.outcome == "nuanced"  # T5's table alone disagrees across baselines and metrics
+    assert verdict.numbers["ours, vs decoder / LM (P, M)"]["reading"] == "no edge"
+    edge = {names[0]: 1.40, names[1]: 1.58, names[2]: 1.65, names[3]: 1.60, names[4]: 1.60}
+    ours = c.RULES["C01"](_results(variants=edge)).numbers
+    assert ours["ours, vs decoder / LM (P, M)"]["reading"] == "parameters"  # sharing loses 0.18 of a 0.20 lead
+    keep = dict(edge, **{names[1]: 1.42})
+    assert c.RULES["C01"](_results(variants=keep)).numbers["ours, vs prefix-LM (P, M)"]["reading"] == "not parameters"
+    assert c.RULES["C01"](_results(seeds=3)).outcome == "inconclusive"
+    slow = dict(edge, **{names[0]: 3.3})
+    assert c.RULES["C01"](_results(variants=slow)).outcome == "inconclusive"  # the 2P model learned nothing
 
 
-def test_c01_verdict_combines_t5_and_ours():
-    no_edge_no_cost = {"share_lost_by_sharing": None, "sharing_hurts": False}
-    edge_lost = {"share_lost_by_sharing": 0.9, "sharing_hurts": True}
-    assert c.c01_verdict(no_edge_no_cost, {"Denoising": 0.05, "LM": -0.01}) == "refuted"
-    assert c.c01_verdict(edge_lost, {"Denoising": 0.8, "LM": 0.7}) == "supported"
-    assert c.c01_verdict(edge_lost, {"Denoising": 0.05, "LM": -0.01}) == "nuanced"
-
-
-def test_t5_share_lost_from_the_table():
-    lost = c.t5_share_lost(c.t5_table2())
-    assert lost["Denoising"] == pytest.approx((83.28 - 82.81) / (83.28 - 74.70))
-    assert lost["LM"] == pytest.approx((79.56 - 79.60) / (79.56 - 73.78))
+@pytest.mark.parametrize("shared_as, verdict", [("Language model", "supported"), ("Encoder-decoder", "refuted")])
+def test_c01_rule_reaches_supported_and_refuted(shared_as, verdict):
+    """A table where sharing the weights loses the whole lead (the shared model scores as
+    the language model) supports the claim; one where it loses none refutes it."""
+    results = _results()
+    rows = {(r["architecture"], r["objective"]): r for r in results["t5_table2"]}
+    for r in results["t5_table2"]:
+        if r["architecture"] == "Enc-dec, shared":
+            r.update({m: rows[(shared_as, r["objective"])][m] for m in ("GLUE", "CNNDM")})
+    assert c.RULES["C01"](results).outcome == verdict
 
 
 def test_t5_table2_data():
@@ -159,3 +152,12 @@ def test_t5_table2_data():
     row = t5[(t5["architecture"] == "Enc-dec, shared") & (t5["objective"] == "LM")].iloc[0]
     assert (row["params"], row["cost"], row["GLUE"]) == ("P", "M", 79.60)
     assert t5.loc[t5["objective"] == "Denoising", "GLUE"].idxmax() == 0  # encoder-decoder 2P best
+
+
+def test_c01_rule_is_inconclusive_without_any_lead():
+    results = _results()
+    for r in results["t5_table2"]:
+        if r["architecture"] == "Encoder-decoder":
+            r.update(GLUE=0.0, CNNDM=0.0)
+    verdict = c.RULES["C01"](results)
+    assert verdict.outcome == "inconclusive" and "no edge" in verdict.reason

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from .paths import DATA
 from .results import atomic_write_text
+from .verdicts import OUTCOMES
 
 COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
-VERDICTS = ("supported", "refuted", "nuanced", "untested")
+VERDICTS = OUTCOMES  # one list of outcomes for the whole book
 #: What a verdict may rest on. Only the first three write the ledger; "smoke" never does.
 EVIDENCE_SCALES = ("full", "exact", "dataset", "smoke")
 LEDGER_PATH = DATA / "claims.csv"

@@ -6,7 +6,8 @@ import html
 
 from .paths import ROOT
 
-VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a6700", "untested": "#6e7781"}
+VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a6700", "inconclusive": "#8250df",
+                   "untested": "#6e7781"}
 
 
 def chapter_page(slug: str) -> str | None:
@@ -78,3 +79,23 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
     style = shown.style.format({pretty[c]: f for c, f in (formats or {}).items()}, na_rep="–")
     style = style.set_table_attributes('class="book-table"')
     return style if index else style.hide(axis="index")
+
+
+def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str) -> str:
+    """The box every verdict of the book ends in, as HTML: the claim, what was tested (the
+    rule's statement and its fixed parameters), the outcome with why, the evidence with
+    its intervals, and the scope of the experiment. Defined in "How to read this book"."""
+    colour = VERDICT_COLOURS.get(verdict.outcome, "#6e7781")
+    params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.parameters.items())
+    rows = [("Claim", f"<b>{html.escape(claim_id)}</b>: {html.escape(claim)}"),
+            ("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
+                       f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>)</span>"),
+            ("Verdict", f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'
+                        f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}"),
+            ("Evidence", html.escape(evidence)),
+            ("Scope", html.escape(scope))]
+    body = "".join(f'<tr><th style="padding:4px 8px;vertical-align:top;width:6.5em">{k}</th>'
+                   f'<td style="padding:4px 8px">{v}</td></tr>' for k, v in rows)
+    return (f'<div class="verdict-box" style="border-left:4px solid {colour};padding:4px 0;margin:1em 0">'
+            f'<table class="book-table" style="width:100%;table-layout:fixed;overflow-wrap:break-word">'
+            f"{body}</table></div>")
