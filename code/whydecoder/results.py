@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import os
 import platform
 import subprocess
@@ -66,7 +67,9 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
     repo = Path(repo) if repo is not None else ROOT
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True)
+        # results under data/ are what a run writes, not the code that made them: they do not count as dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
+                               cwd=repo, capture_output=True, text=True)
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -214,9 +217,16 @@ def per_seed_sections(names, seeds, one_run) -> dict:
 
 
 def experiment_command(module: str, scale: str, out) -> str:
-    """The command line that reproduces a run, as stored in its provenance.
+    """The command line that reproduces a run, as stored in its provenance: the output
+    path relative to the repository, and left out when it is the default one.
     Defined in "How to read this book"."""
-    return f"python -m whydecoder.{module} --scale {scale}" + (f" --out {out}" if out else "")
+    command = f"python -m whydecoder.{module} --scale {scale}"
+    if not out:
+        return command
+    out = Path(out).resolve()
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    default = scale == "full" and shown.parent.parent == Path("data") and shown.name == "full.json"
+    return command if default else f"{command} --out {shown}"
 
 
 PROVENANCE_KEYS = ("command", "commit", "device", "date")
@@ -320,7 +330,9 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         stored = experiment.load_complete()
     if stored:
         prov = stored["provenance"]
-        print("stored full-scale results:", prov["command"])
+        # a run made in another checkout stored its default output path in full: show the command as it reads here
+        command = re.sub(r" --out \S*/data/[\w-]+/full\.json$", "", prov["command"])
+        print("stored full-scale results:", command)
         print("  commit", prov["commit"], "|", prov["device"], "|", prov["date"])
         return stored["results"], True
     print("no stored full-scale results: showing this run's", scale, "numbers")

@@ -41,7 +41,7 @@ from ..rank import (
     random_stochastic,
     singular_values,
 )
-from ..results import experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
@@ -252,7 +252,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.experiments.ch04_lowrank --scale {scale}" + (f" --out {out}" if out else "")
+    command = experiment_command("experiments.ch04_lowrank", scale, out)
     steps = {"spectra": lambda: spectra(s, progress), "fitting": lambda: fitting(s, progress),
              "collapse": lambda: collapse(s), "heads": lambda: heads(s, progress),
              "trained": lambda: trained(s, progress)}

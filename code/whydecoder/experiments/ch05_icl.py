@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 
@@ -444,7 +444,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     and skip sections already stored. Defined in the chapter "In-context learning"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.experiments.ch05_icl --scale {scale}" + (f" --out {out}" if out else "")
+    command = experiment_command("experiments.ch05_icl", scale, out)
     sections = {"linear_attention": lambda: _linear_attention_section(s, progress),
                 "regression": lambda: _regression_section(s, progress),
                 "few_shot": lambda: _few_shot_section(s, progress)}

@@ -23,7 +23,7 @@ from ..accounting import forward_flops, kv_cache_bytes, parameter_count
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer
@@ -243,7 +243,7 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
     """
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    command = f"python -m whydecoder.experiments.ch06_efficiency --scale {scale}" + (f" --out {out}" if out else "")
+    command = experiment_command("experiments.ch06_efficiency", scale, out)
 
     def decode():
         torch.manual_seed(seed)
