@@ -25,7 +25,10 @@ env: $(STAMP)
 book: $(STAMP)
 	mkdir -p _build
 	$(BIN)/python tools/book_cache.py _build
-	$(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 | tee _build/build.log
+	# one thread per kernel: the notebooks' small models run as fast, and a full-scale run
+	# in the background does not make the build many times slower (oversubscribed cores)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	  $(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 | tee _build/build.log
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)
