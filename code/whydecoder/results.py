@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
