@@ -332,8 +332,9 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         prov = stored["provenance"]
         # a run made in another checkout stored its default output path in full: show the command as it reads here
         command = re.sub(r" --out \S*/data/[\w-]+/full\.json$", "", prov["command"])
-        current = f"python -m {experiment.__name__} --scale full"
-        if getattr(experiment, "__name__", "").startswith("whydecoder.") and command != current:
+        name = getattr(experiment, "__name__", "")
+        current = f"python -m {name} --scale full"
+        if name.startswith("whydecoder.") and command != current:
             command = f"{current} (stored as: {command}, before the experiments moved)"
         print("stored full-scale results:", command)
         print("  commit", prov["commit"], "|", prov["device"], "|", prov["date"])
