@@ -33,7 +33,7 @@ def chapter_title(slug: str) -> str | None:
 
 
 #: Column widths of the ledger table (per cent of the text column), so that it fits the page.
-LEDGER_COLUMNS = (("Id", 6), ("Claim", 26), ("Sources · papers", 14), ("Chapter", 13), ("Verdict", 12), ("Evidence", 29))
+LEDGER_COLUMNS = (("Id", 6), ("Claim", 25), ("Sources · papers", 14), ("Chapter", 13), ("Verdict", 14), ("Evidence", 28))
 
 
 def ledger_html(rows: list[dict]) -> str:
