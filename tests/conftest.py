@@ -1,12 +1,29 @@
+import os
+
 import pytest
 import torch
 
 import whydecoder as wd
+from whydecoder.threads import THREAD_VARIABLES
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_counts():
+    """A test that runs a command line (which sets one thread) leaves the count as it was."""
+    before = torch.get_num_threads()
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    yield
+    torch.set_num_threads(before)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def small_config(arch: str, **overrides) -> wd.ModelConfig:

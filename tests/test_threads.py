@@ -34,20 +34,7 @@ def test_this_test_process_runs_with_its_share():
     assert all(os.environ[name] == str(share) for name in THREAD_VARIABLES)
 
 
-@pytest.fixture
-def restore_threads():
-    before = torch.get_num_threads()
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    yield
-    torch.set_num_threads(before)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def test_limit_threads_reaches_torch_and_child_processes(restore_threads):
+def test_limit_threads_reaches_torch_and_child_processes():  # conftest restores the count
     limit_threads(1)
     assert torch.get_num_threads() == 1
     child = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
@@ -55,7 +42,7 @@ def test_limit_threads_reaches_torch_and_child_processes(restore_threads):
     assert child.stdout.strip() == "1"
 
 
-def test_full_scale_commands_take_a_thread_count(tmp_path, restore_threads):
+def test_full_scale_commands_take_a_thread_count(tmp_path):
     from whydecoder.results import experiment_main
 
     seen = {}
