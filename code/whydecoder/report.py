@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from .paths import ROOT
 
@@ -10,11 +11,17 @@ VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a
                    "untested": "#6e7781"}
 
 
+def _chapter_notebook(slug: str) -> Path | None:
+    """The (first) notebook of a chapter folder, or ``None`` when there is none yet."""
+    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
+    return notebooks[0] if notebooks else None
+
+
 def chapter_page(slug: str) -> str | None:
     """The built page of a chapter folder, relative to a page in ``book/``, or ``None``
     when the chapter does not exist yet. Defined in "The claims ledger"."""
-    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
-    return f"../chapters/{slug}/{notebooks[0].stem}.html" if notebooks else None
+    notebook = _chapter_notebook(slug)
+    return f"../chapters/{slug}/{notebook.stem}.html" if notebook else None
 
 
 def chapter_title(slug: str) -> str | None:
@@ -22,10 +29,10 @@ def chapter_title(slug: str) -> str | None:
     chapter does not exist yet. Defined in "The claims ledger"."""
     import json
 
-    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
-    if not notebooks:
+    notebook = _chapter_notebook(slug)
+    if notebook is None:
         return None
-    for cell in json.loads(notebooks[0].read_text(encoding="utf-8"))["cells"]:
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
         for line in "".join(cell["source"]).splitlines():
             if cell["cell_type"] == "markdown" and line.startswith("# "):
                 return line[2:].strip()

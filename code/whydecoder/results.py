@@ -174,7 +174,7 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
     if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
         raise ValueError(f"{out} holds results for other settings; move it away to start again")
     todo = [name for name in sections if name not in results]
-    code = code_fingerprint()
+    code = code_fingerprint() if out is not None else None  # only stored sections carry it
     if stored and todo:
         done = [name for name in sections if name in results]
         other = [name for name in done if (made.get(name) or {}).get("code") != code]
