@@ -103,3 +103,28 @@ def test_bad_input(call, message):
 def test_encoder_has_no_cache_bytes():
     with pytest.raises(ValueError, match="no KV cache"):
         kv_cache_bytes(small_config("encoder"), 4)
+
+
+@pytest.mark.parametrize("d_model, n_layers", [(64, 4), (512, 8), (32, 2)])
+def test_matched_encoder_decoder_has_the_decoders_parameters(d_model, n_layers):
+    from whydecoder.accounting import matched_encoder_decoder
+
+    decoder = wd.ModelConfig(arch="decoder", d_model=d_model, n_layers=n_layers, n_heads=4)
+    matched = matched_encoder_decoder(decoder)
+    assert matched.arch == "encoder-decoder" and matched.n_layers == matched.encoder_layers == n_layers // 2
+    built = wd.Transformer(matched)
+    target = parameter_count(decoder, embeddings=False)
+    assert abs(parameter_count(matched, embeddings=False) - target) / target < 0.02
+    assert count_parameters(built) == parameter_count(matched)
+    assert matched.ff_dim < decoder.ff_dim  # the cross-attention is paid for by a narrower MLP
+
+
+def test_matched_encoder_decoder_bad_input():
+    from whydecoder.accounting import matched_encoder_decoder
+
+    with pytest.raises(ValueError, match="not arch 'encoder'"):
+        matched_encoder_decoder(wd.ModelConfig(arch="encoder"))
+    with pytest.raises(ValueError, match="must be even and >= 2 to split in two stacks, got 3"):
+        matched_encoder_decoder(wd.ModelConfig(arch="decoder", n_layers=3))
+    with pytest.raises(ValueError, match="tolerance must be a fraction"):
+        matched_encoder_decoder(wd.ModelConfig(arch="decoder", n_layers=2), tolerance=0)

@@ -3,13 +3,19 @@ import torch
 
 import whydecoder as wd
 from conftest import small_config
+from whydecoder.accounting import parameter_count
 from whydecoder.experiments.ch06_efficiency import (
+    RULES,
     SETTINGS,
     cache_memory_table,
     decode_step_costs,
     dialogue_costs,
+    growth_exponents,
     published_configs,
+    reuse_across_turns,
     run,
+    stale_prefix_gap,
+    timings,
 )
 from whydecoder.generate import generate
 
@@ -83,9 +89,79 @@ def test_run_stores_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(SETTINGS, "smoke", tiny)
     out = tmp_path / "eff.json"
     first = run("smoke", out, progress=False)
-    assert set(first) == {"settings", "decode_steps", "dialogue"}
+    assert set(first) == {"settings", "reuse", "decode_steps", "dialogue"}
     second = run("smoke", out, progress=False)  # everything stored: nothing recomputed
     assert second["decode_steps"] == first["decode_steps"]
     monkeypatch.setitem(SETTINGS, "smoke", tiny.__class__(**{**tiny.__dict__, "turns": 3}))
     with pytest.raises(ValueError, match="other settings"):
         run("smoke", out, progress=False)
+
+
+def test_timings_warm_up_before_timing():
+    calls = []
+    times = timings(lambda: calls.append(1), repeats=5, warmup=2)
+    assert len(calls) == 7 and len(times) == 5 and all(t >= 0 for t in times)
+
+
+def test_dialogue_models_have_equal_parameters():
+    for s in SETTINGS.values():
+        counts = {arch: parameter_count(s.config(arch), embeddings=False) for arch in ("decoder", "prefix-lm",
+                                                                                      "encoder-decoder")}
+        assert counts["decoder"] == counts["prefix-lm"]
+        assert abs(counts["encoder-decoder"] - counts["decoder"]) / counts["decoder"] < 0.02
+
+
+def test_reuse_across_turns_finds_a_wrong_reply_and_a_stale_prefix():
+    torch.manual_seed(0)
+    model = wd.Transformer(small_config("decoder", max_len=64)).eval()
+    _, history = dialogue_costs(model, 3, 5, 4, seed=1, return_history=True)
+    replies = [(t * 9 + 5, (t + 1) * 9) for t in range(3)]
+    good = reuse_across_turns(model, history, 9, replies)
+    assert good["greedy_match"] and good["max_logit_gap"] < 1e-5
+    wrong = history.clone()
+    wrong[0, 6] = (wrong[0, 6] + 1) % 40  # a reply token the model would not have chosen
+    assert not reuse_across_turns(model, wrong, 9, replies)["greedy_match"]
+    prefix = wd.Transformer(small_config("prefix-lm", max_len=64)).eval()
+    assert stale_prefix_gap(prefix, history[:, :9], history[:, 9:14]) > 1e-3
+    with pytest.raises(ValueError, match="not arch 'prefix-lm'"):
+        reuse_across_turns(prefix, history, 9, replies)
+    with pytest.raises(ValueError, match="turn_len must be a positive int, got 0"):
+        reuse_across_turns(model, history, 0, replies)
+    with pytest.raises(ValueError, match="measures a prefix-LM, not arch 'decoder'"):
+        stale_prefix_gap(model, history[:, :9], history[:, 9:14])
+
+
+def test_growth_exponents_read_the_power_of_the_context():
+    rows = [{"context": t, "timings_cached": [t * 1e-3, 1.1 * t * 1e-3], "timings_uncached": [t * t * 1e-6] * 2}
+            for t in (8, 16, 32)]
+    assert growth_exponents(rows, "timings_cached") == pytest.approx([1.0, 1.0])
+    assert growth_exponents(rows, "timings_uncached") == pytest.approx([2.0, 2.0])
+
+
+def c13_results(exponent=0.2, noise=0.01, uncached=1.0, gap=0.0, match=True, stale=0.1, growth=(1.2, 5.0, 4.0),
+                repeats=5, params=(100, 100, 101)):
+    steps = []
+    for t in (64, 128, 256, 512):
+        cached = [t ** (exponent + noise * ((i % 3) - 1)) * 1e-3 for i in range(repeats)]
+        steps.append({"context": t, "flops_cached": 1000 + 10 * t, "timings_cached": cached,
+                      "timings_uncached": [t ** (uncached + 0.01 * (i % 2)) * 1e-3 for i in range(repeats)]})
+    dialogue = {arch: {"non_embedding_parameters": n, "turns": [{"flops": 100}, {"flops": 100 * g}]}
+                for arch, n, g in zip(("decoder", "prefix-lm", "encoder-decoder"), params, growth)}
+    reuse = [{"seed": s, "max_logit_gap": gap, "greedy_match": match, "prefix_stale_gap": stale} for s in range(3)]
+    return {"reuse": reuse, "decode_steps": steps, "dialogue": dialogue}
+
+
+@pytest.mark.parametrize("changes, outcome", [
+    ({}, "supported"),
+    ({"gap": 1e-2}, "nuanced"),  # the cache did not reproduce recomputation
+    ({"match": False}, "nuanced"),
+    ({"stale": 0.0}, "nuanced"),  # a prefix-LM could reuse its cache after all
+    ({"growth": (3.0, 5.0, 4.0)}, "nuanced"),  # the decoder's turns grow too
+    ({"exponent": 1.6, "uncached": 2.0}, "nuanced"),  # a cached step grows faster than linearly
+    ({"exponent": 1.6, "uncached": 2.0, "growth": (3.0, 1.0, 1.0)}, "refuted"),
+    ({"exponent": 1.0, "noise": 0.6, "uncached": 1.05}, "inconclusive"),  # too noisy to tell
+    ({"repeats": 3}, "inconclusive"),
+    ({"params": (100, 100, 130)}, "inconclusive"),  # not at equal parameters
+])
+def test_c13_rule_reaches_every_outcome(changes, outcome):
+    assert RULES["C13"](c13_results(**changes)).outcome == outcome

@@ -1,5 +1,11 @@
 """Measurements of inference cost: per-token decoding with and without the KV cache, and
-multi-turn dialogue for decoder-only, prefix-LM and encoder-decoder models.
+multi-turn dialogue for decoder-only, prefix-LM and encoder-decoder models at equal
+parameters; claim C13, decided by :data:`RULES`.
+
+Sections: ``reuse`` (does one cache serve a whole dialogue exactly, and does a
+bidirectional prefix's cache go stale?), ``decode_steps`` (the cost of one more token
+against the context length, timed ``repeats`` times after ``warmup`` calls) and
+``dialogue`` (a multi-turn dialogue served the way each architecture must).
 
 Every measured time sits next to the analytic FLOPs of :mod:`whydecoder.accounting`
 (themselves checked against PyTorch's FLOP counter in the tests). Run the full scale with
@@ -19,7 +25,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..accounting import forward_flops, kv_cache_bytes, parameter_count
+from ..accounting import (
+    EQUAL_PARAMETERS_TOLERANCE,
+    forward_flops,
+    kv_cache_bytes,
+    matched_encoder_decoder,
+    parameter_count,
+)
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
@@ -27,9 +39,10 @@ from ..results import experiment_command, experiment_main, run_sections, setting
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer
+from ..verdicts import Rule, Verdict, compare, fingerprints, t_interval
 
 RESULTS_DIR = results_dir("efficiency")
-SECTIONS = ("decode_steps", "dialogue")
+SECTIONS = ("reuse", "decode_steps", "dialogue")
 DIALOGUE_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
 
 
@@ -49,23 +62,36 @@ class EfficiencySettings:
     turns: int
     user_len: int
     reply_len: int
+    seeds: tuple[int, ...] = (0, 1, 2)
+    warmup: int = 2
     vocab_size: int = 276
 
+    def __post_init__(self):
+        for name in ("repeats", "warmup", "turns"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+
     def config(self, arch: str) -> ModelConfig:
-        """The model of an architecture at this scale. The encoder-decoder gets half the
-        layers in each stack, so that all three have about the same parameters."""
-        layers = dict(n_layers=self.n_layers)
+        """The model of an architecture at this scale, all three at equal non-embedding
+        parameters: the prefix-LM is the decoder with another mask, and the encoder-decoder
+        is :func:`whydecoder.accounting.matched_encoder_decoder` of it (half the layers in
+        each stack, the MLP narrowed to pay for the cross-attention)."""
+        decoder = ModelConfig(arch="decoder", vocab_size=self.vocab_size, max_len=self.max_len, d_model=self.d_model,
+                              n_heads=self.n_heads, n_layers=self.n_layers)
         if arch == "encoder-decoder":
-            layers = dict(n_layers=self.n_layers // 2, n_encoder_layers=self.n_layers // 2)
-        return ModelConfig(arch=arch, vocab_size=self.vocab_size, max_len=self.max_len, d_model=self.d_model,
-                           n_heads=self.n_heads, **layers)
+            return matched_encoder_decoder(decoder)
+        return decoder.replace(arch=arch)
 
 
 SETTINGS = {
     "smoke": EfficiencySettings(d_model=64, n_heads=4, n_layers=2, max_len=256, lengths=(16, 32, 64, 128, 255),
-                                repeats=3, turns=6, user_len=12, reply_len=12),
+                                repeats=5, turns=6, user_len=12, reply_len=12, seeds=(0, 1), warmup=1),
     "full": EfficiencySettings(d_model=512, n_heads=8, n_layers=8, max_len=2048,
-                               lengths=(64, 128, 256, 512, 1024, 2047), repeats=5, turns=12, user_len=64, reply_len=64),
+                               lengths=(64, 128, 256, 512, 1024, 2047), repeats=7, turns=12, user_len=64, reply_len=64,
+                               seeds=(0, 1, 2), warmup=2),
 }
 
 
@@ -77,24 +103,36 @@ def settings_for(scale: str | None = None) -> EfficiencySettings:
     return SETTINGS[current_scale(scale)]
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls.
+def timings(fn, repeats: int, warmup: int = 0) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls.
 
     Defined in the chapter "Efficiency: the KV cache".
     """
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
+
+    Defined in the chapter "Efficiency: the KV cache".
+    """
+    return statistics.median(timings(fn, repeats, warmup))
 
 
 @torch.no_grad()
-def decode_step_costs(model: Transformer, lengths, repeats: int = 3, seed: int = 0, progress: bool = False) -> list[dict]:
+def decode_step_costs(model: Transformer, lengths, repeats: int = 3, seed: int = 0, progress: bool = False,
+                      warmup: int = 1) -> list[dict]:
     """Cost of producing one more token after a context of ``T`` tokens, for each ``T`` in
     ``lengths``: with the cache (one position through the model, attending to ``T`` cached
-    keys) and without (the whole ``T + 1`` positions recomputed). Times are medians.
+    keys) and without (the whole ``T + 1`` positions recomputed). Each is timed ``repeats``
+    times after ``warmup`` untimed calls; rows hold every timing and their median.
 
     Decoder-only models only. Defined in the chapter "Efficiency: the KV cache".
     """
@@ -109,22 +147,62 @@ def decode_step_costs(model: Transformer, lengths, repeats: int = 3, seed: int =
     for t in tqdm(lengths, desc="decode step", disable=not progress, leave=False):
         tokens = torch.randint(0, model.cfg.vocab_size, (1, t + 1), generator=g)
         caches = []
-        for _ in range(repeats + 1):  # one cache per timed call: a step appends to it
+        for _ in range(repeats + warmup):  # one cache per call: a step appends to it
             cache = model.new_cache()
             model(tokens[:, :t], cache=cache)
             caches.append(cache)
-        model(tokens[:, t:], cache=caches.pop())  # warm-up
-        cached = median_seconds(lambda: model(tokens[:, t:], cache=caches.pop()), repeats)  # noqa: B023 (called now)
-        model(tokens)  # warm-up
-        uncached = median_seconds(lambda: model(tokens), repeats)  # noqa: B023 (called now)
+        cached = timings(lambda: model(tokens[:, t:], cache=caches.pop()), repeats, warmup)  # noqa: B023 (called now)
+        uncached = timings(lambda: model(tokens), repeats, warmup)  # noqa: B023 (called now)
         rows.append({
             "context": t,
-            "seconds_cached": cached,
-            "seconds_uncached": uncached,
+            "seconds_cached": statistics.median(cached),
+            "seconds_uncached": statistics.median(uncached),
+            "timings_cached": cached,
+            "timings_uncached": uncached,
             "flops_cached": forward_flops(model.cfg, 1, t),
             "flops_uncached": forward_flops(model.cfg, t + 1, 0),
         })
     return rows
+
+
+@torch.no_grad()
+def reuse_across_turns(model: Transformer, history: torch.Tensor, turn_len: int, replies: list[tuple[int, int]]) -> dict:
+    """Is one cache, fed a dialogue turn by turn, the same as recomputing everything?
+
+    ``history`` ``(1, T)`` is a dialogue served by :func:`dialogue_costs` with one cache,
+    ``turn_len`` the tokens per turn and ``replies`` the ``(start, end)`` positions of the
+    model's replies. Returns the largest logit difference between feeding the history turn
+    by turn into one cache and one uncached pass over all of it, and whether every reply
+    token is the greedy choice of the uncached pass (the dialogue wrote what a
+    recomputation would have). Decoder-only. Defined in the chapter "Efficiency: the KV cache".
+    """
+    if model.cfg.arch != "decoder":
+        raise ValueError(f"only a decoder-only model keeps its cache across turns, not arch {model.cfg.arch!r}")
+    if isinstance(turn_len, bool) or not isinstance(turn_len, int) or turn_len < 1:
+        raise ValueError(f"turn_len must be a positive int, got {turn_len!r}")
+    model.eval()
+    full = model(history)[0]
+    cache = model.new_cache()
+    chunks = [model(history[:, i:i + turn_len], cache=cache)[0] for i in range(0, history.shape[1], turn_len)]
+    greedy = full.argmax(-1)
+    match = all(torch.equal(greedy[a - 1:b - 1], history[0, a:b]) for a, b in replies)
+    return {"max_logit_gap": float((torch.cat(chunks) - full).abs().max()), "greedy_match": match}
+
+
+@torch.no_grad()
+def stale_prefix_gap(model: Transformer, first: torch.Tensor, second: torch.Tensor) -> float:
+    """The largest logit error at the last position when a prefix-LM reuses the cache of
+    turn ``first`` for turn ``second`` (appending it as if causal) instead of re-encoding
+    ``first + second`` as its prefix. Defined in the chapter "Efficiency: the KV cache"."""
+    if model.cfg.arch != "prefix-lm":
+        raise ValueError(f"stale_prefix_gap measures a prefix-LM, not arch {model.cfg.arch!r}")
+    model.eval()
+    cache = model.new_cache()
+    model(first, prefix_len=first.shape[1], cache=cache)
+    stale = model(second, prefix_len=first.shape[1], cache=cache)[:, -1]
+    history = torch.cat([first, second], dim=1)
+    fresh = model(history, prefix_len=history.shape[1])[:, -1]
+    return float((stale - fresh).abs().max())
 
 
 @torch.no_grad()
@@ -235,6 +313,37 @@ def cache_memory_table(configs: dict[str, ModelConfig], context: int, bytes_per_
     return rows
 
 
+def reuse_checks(s: EfficiencySettings, progress: bool = False) -> list[dict]:
+    """For each seed (a fresh random model): the decoder's dialogue fed turn by turn into
+    one cache against recomputation (:func:`reuse_across_turns`), and the prefix-LM's stale
+    cache (:func:`stale_prefix_gap`). Defined in the chapter "Efficiency: the KV cache"."""
+    rows = []
+    turn = s.user_len + s.reply_len
+    replies = [(t * turn + s.user_len, (t + 1) * turn) for t in range(s.turns)]
+    for seed in tqdm(s.seeds, desc="reuse", disable=not progress, leave=False):
+        torch.manual_seed(seed)
+        decoder = Transformer(s.config("decoder"))
+        _, history = dialogue_costs(decoder, s.turns, s.user_len, s.reply_len, seed, return_history=True)
+        torch.manual_seed(seed)
+        prefix = Transformer(s.config("prefix-lm"))
+        g = torch.Generator().manual_seed(seed)
+        first, second = (torch.randint(0, 256, (1, n), generator=g) for n in (turn, s.user_len))
+        rows.append({"seed": seed, **reuse_across_turns(decoder, history, turn, replies),
+                     "prefix_stale_gap": stale_prefix_gap(prefix, first, second)})
+    return rows
+
+
+def timed_dialogue(model: Transformer, s: EfficiencySettings, seed: int = 0, progress: bool = False) -> list[dict]:
+    """:func:`dialogue_costs` served ``s.warmup + s.repeats`` times: per turn its FLOPs,
+    history length, every timed run's seconds and their median.
+    Defined in the chapter "Efficiency: the KV cache"."""
+    for _ in range(s.warmup):
+        dialogue_costs(model, s.turns, s.user_len, s.reply_len, seed)
+    runs = [dialogue_costs(model, s.turns, s.user_len, s.reply_len, seed, progress) for _ in range(s.repeats)]
+    return [{**turn[0], "seconds": statistics.median(r["seconds"] for r in turn), "timings": [r["seconds"] for r in turn]}
+            for turn in zip(*runs)]
+
+
 def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Run every measurement of the chapter at ``scale``; with ``out``, store the results
     there (atomically, with provenance) after each section and skip sections already stored.
@@ -247,7 +356,7 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
 
     def decode():
         torch.manual_seed(seed)
-        return decode_step_costs(Transformer(s.config("decoder")), s.lengths, s.repeats, seed, progress)
+        return decode_step_costs(Transformer(s.config("decoder")), s.lengths, s.repeats, seed, progress, s.warmup)
 
     def dialogue():
         out_rows = {}
@@ -255,16 +364,115 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
             torch.manual_seed(seed)
             model = Transformer(s.config(arch))
             out_rows[arch] = {"parameters": parameter_count(model.cfg),
-                              "turns": dialogue_costs(model, s.turns, s.user_len, s.reply_len, seed, progress)}
+                              "non_embedding_parameters": parameter_count(model.cfg, embeddings=False),
+                              "turns": timed_dialogue(model, s, seed, progress)}
         return out_rows
 
-    return run_sections(dict(zip(SECTIONS, (decode, dialogue))), settings_dict(s), out, command)
+    sections = {"reuse": lambda: reuse_checks(s, progress), "decode_steps": decode, "dialogue": dialogue}
+    return run_sections(sections, stored_settings(s), out, command)
+
+
+def stored_settings(s: EfficiencySettings) -> dict:
+    """The settings stored with (and required of) the results: the sizes and the
+    fingerprints of the rules that judge them. Defined in the chapter "Efficiency: the KV cache"."""
+    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored payload if complete (every section, the current full settings), else
-    ``None``. Defined in the chapter "Efficiency: the KV cache"."""
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    """The stored payload if complete (every section, the current full settings and
+    rules), else ``None``. Defined in the chapter "Efficiency: the KV cache"."""
+    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+
+
+def growth_exponents(rows: list[dict], key: str) -> list[float]:
+    """Per timed repeat, the least-squares slope of log(seconds) against log(context) over
+    the decode-step rows: 1 is linear growth, 0 none. ``key`` is ``"timings_cached"`` or
+    ``"timings_uncached"``. Defined in the chapter "Efficiency: the KV cache"."""
+    import math
+
+    x = [math.log(r["context"]) for r in rows]
+    mx = sum(x) / len(x)
+    slopes = []
+    for i in range(min(len(r[key]) for r in rows)):
+        y = [math.log(r[key][i]) for r in rows]
+        my = sum(y) / len(y)
+        slopes.append(sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x))
+    return slopes
+
+
+def turn_growth(results: dict) -> dict[str, float]:
+    """Per architecture, the FLOPs of the dialogue's last turn over its first.
+    Defined in the chapter "Efficiency: the KV cache"."""
+    return {arch: d["turns"][-1]["flops"] / d["turns"][0]["flops"] for arch, d in results["dialogue"].items()}
+
+
+def _c13_decide(results: dict, p: dict) -> Verdict:
+    """C13, in its two halves.
+
+    Gate: the three dialogue models have non-embedding parameters within
+    ``p["equal_parameters"]`` of the decoder's, and every timing has ``p["min_repeats"]``
+    repeats; else inconclusive.
+
+    1. *Reuse across turns* holds when, for every seed, the decoder's dialogue fed turn by
+       turn into one cache matches recomputation (logits within ``p["logit_tolerance"]``,
+       every reply token the greedy choice), the prefix-LM's reused cache is wrong (error
+       above the tolerance), the decoder's last turn costs at most ``p["flat_growth"]``
+       times its first in FLOPs, and both re-encoding architectures at least
+       ``p["regrow"]`` times. Else it fails.
+    2. *Per-token cost O(T) with the cache*: the cached step's FLOPs are affine in T
+       (exact), and over the repeats the growth exponent of its measured time (slope of
+       log time on log T) has a 95% interval below ``1 + p["slope_margin"]``, while the
+       uncached step's exponent is higher (paired by repeat). A cached exponent above the
+       bound, or an uncached one lower, fails; an interval that straddles is unclear.
+
+    Supported when both hold, refuted when both fail, nuanced when one does; inconclusive
+    when half 2 is unclear.
+    """
+    dialogue, steps = results["dialogue"], results["decode_steps"]
+    reference = dialogue["decoder"]["non_embedding_parameters"]
+    off = {a: abs(d["non_embedding_parameters"] - reference) / reference for a, d in dialogue.items()}
+    if max(off.values()) > p["equal_parameters"]:
+        return Verdict("inconclusive", f"the dialogue models are not at equal parameters ({max(off.values()):.1%} apart)")
+    repeats = min(len(r[k]) for r in steps for k in ("timings_cached", "timings_uncached"))
+    if repeats < p["min_repeats"]:
+        return Verdict("inconclusive", f"{repeats} timings per step, fewer than the {p['min_repeats']} the rule asks for")
+    reuse = results["reuse"]
+    exact = all(r["max_logit_gap"] <= p["logit_tolerance"] and r["greedy_match"] for r in reuse)
+    stale = all(r["prefix_stale_gap"] > p["logit_tolerance"] for r in reuse)
+    growth = turn_growth(results)
+    regrows = min(growth["prefix-lm"], growth["encoder-decoder"])
+    reuses = exact and stale and growth["decoder"] <= p["flat_growth"] and regrows >= p["regrow"]
+
+    flops = [(r["context"], r["flops_cached"]) for r in steps]
+    per_token = [(f1 - f0) / (t1 - t0) for (t0, f0), (t1, f1) in zip(flops, flops[1:])]
+    affine = max(per_token) - min(per_token) <= 1e-9 * max(per_token) and per_token[0] > 0
+    cached = t_interval(growth_exponents(steps, "timings_cached"))
+    faster = t_interval([u - c for u, c in zip(growth_exponents(steps, "timings_uncached"),
+                                               growth_exponents(steps, "timings_cached"))])
+    bound = 1 + p["slope_margin"]
+    at_most_linear = True if cached.high <= bound else False if cached.low > bound else None
+    cache_helps = {"higher": True, "lower": False}.get(compare(faster, 0.0))
+    linear = None if None in (at_most_linear, cache_helps) else (affine and at_most_linear and cache_helps)
+    numbers = {"reuse_exact": exact, "prefix_stale": stale, "turn_growth": growth, "flops_affine": affine,
+               "cached_exponent": cached.__dict__, "uncached_minus_cached_exponent": faster.__dict__,
+               "parameters_apart": max(off.values()), "reuse_holds": reuses, "linear_holds": linear}
+    if linear is None:
+        return Verdict("inconclusive", "the measured growth of the per-token time is too noisy to tell", numbers)
+    if reuses and linear:
+        return Verdict("supported", "one cache serves the whole dialogue exactly, and a cached step's cost grows "
+                       "at most linearly with the context", numbers)
+    if not reuses and not linear:
+        return Verdict("refuted", "neither the reuse across turns nor the linear per-token cost held", numbers)
+    failed = "the reuse across turns" if not reuses else "the linear per-token cost"
+    return Verdict("nuanced", f"one half of the claim holds; {failed} did not", numbers)
+
+
+RULES = {"C13": Rule(
+    "C13", "a decoder's one KV cache serves every turn of a dialogue exactly while a bidirectional history must be "
+    "re-encoded, and with the cache the cost of one more token grows at most linearly with the context",
+    {"min_repeats": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "logit_tolerance": 1e-4, "flat_growth": 1.5,
+     "regrow": 2.0, "slope_margin": 0.1},
+    _c13_decide)}
 
 
 if __name__ == "__main__":
