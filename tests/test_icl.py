@@ -135,3 +135,61 @@ def test_few_shot_classifier_runs_and_trains(arch):
     assert len(acc) == 3 and all(0 <= a <= 1 for a in acc)
     with pytest.raises(ValueError, match="4 demonstrations exceed max_shots 3"):
         model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("model_class, kwargs", [("InContextRegressor", dict(dim=5, max_points=11)),
+                                                 ("FewShotClassifier", dict(n_symbols=16, max_shots=8))])
+def test_in_context_models_are_at_equal_parameters(model_class, kwargs):
+    import whydecoder.experiments.ch05_icl as icl
+    from whydecoder.accounting import parameter_count
+
+    counts = {arch: parameter_count(getattr(icl, model_class)(arch, **kwargs).core.cfg, embeddings=False)
+              for arch in ICL_ARCHS}
+    assert counts["decoder"] == counts["prefix-lm"]
+    assert abs(counts["encoder-decoder"] - counts["decoder"]) / counts["decoder"] < 0.02
+
+
+def test_format_baseline():
+    from whydecoder.experiments.ch05_icl import format_baseline
+
+    assert format_baseline("shift", 8, 16) == pytest.approx(1 / 16)
+    assert format_baseline("lookup", 2, 16) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="'sort'"):
+        format_baseline("sort", 2, 16)
+
+
+def c11_results(regression=(0.30, 0.40), shift=(0.60, 0.50), lookup=(0.60, 0.50), spread=0.01, seeds=5,
+                params=(1000, 1000, 1010)):
+    """Fake stored results: per task (decoder, encoder-decoder) mean scores; the prefix-LM
+    scores like the decoder."""
+    counts = dict(zip(("decoder", "prefix-lm", "encoder-decoder"), params))
+    means = {"decoder": 0, "prefix-lm": 0, "encoder-decoder": 1}
+    regression_rows, few_rows = {}, {}
+    for arch, which in means.items():
+        for seed in range(seeds):
+            wobble = spread * (((seed + 2 * which) % 3) - 1)  # not the same for both models: a paired spread
+            err = regression[which] + wobble
+            regression_rows[f"{arch}/{seed}"] = {"arch": arch, "seed": seed, "errors": [1.0] + [err] * 11,
+                                                 "non_embedding_parameters": counts[arch]}
+            for task, acc in (("shift", shift), ("lookup", lookup)):
+                few_rows[f"{task}/{arch}/{seed}"] = {"task": task, "arch": arch, "seed": seed,
+                                                     "accuracy": [acc[which] + wobble * (seed % 2)] * 8,
+                                                     "non_embedding_parameters": counts[arch]}
+    regression_rows["least squares"] = {"arch": "least squares", "seed": None, "errors": [0.0] * 12}
+    return {"settings": {"max_shots": 8, "n_symbols": 16}, "regression": regression_rows, "few_shot": few_rows}
+
+
+@pytest.mark.parametrize("changes, outcome", [
+    ({}, "supported"),
+    ({"regression": (0.40, 0.30), "shift": (0.50, 0.60), "lookup": (0.5, 0.5)}, "refuted"),
+    ({"regression": (0.40, 0.30)}, "nuanced"),
+    ({"regression": (0.95, 0.95), "shift": (0.10, 0.10), "lookup": (0.3, 0.3)}, "inconclusive"),  # nothing learned
+    ({"shift": (0.06, 0.06), "lookup": (0.3, 0.3)}, "supported"),  # only regression counts
+    ({"regression": (0.40, 0.41), "shift": (0.06, 0.06), "lookup": (0.3, 0.3), "spread": 0.2}, "inconclusive"),
+    ({"seeds": 3}, "inconclusive"),
+    ({"params": (1000, 1000, 1200)}, "inconclusive"),  # not at equal parameters
+])
+def test_c11_rule_reaches_every_outcome(changes, outcome):
+    from whydecoder.experiments.ch05_icl import RULES
+
+    assert RULES["C11"](c11_results(**changes)).outcome == outcome

@@ -7,9 +7,11 @@ learn better in context?
   query times a weight matrix plus an update built from the demonstrations.
 - A linear self-attention layer trained on random regression tasks, against one GD step
   with the best step size.
-- In-context linear regression (Garg et al. 2022) with small transformers that differ only
-  in their wiring: causal decoder, prefix-LM (demonstrations see each other, Ding et al.
-  2024), encoder-decoder; against least squares, ridge and nearest neighbours.
+- In-context linear regression (Garg et al. 2022) and two discrete few-shot tasks with
+  small transformers at equal parameters that differ only in their wiring: causal
+  decoder, prefix-LM (demonstrations see each other, Ding et al. 2024), encoder-decoder;
+  against least squares, ridge and nearest neighbours. Claim C11 is decided by
+  :data:`RULES` from the decoder against the encoder-decoder.
 
 Explained in the chapter "In-context learning".
 """
@@ -23,12 +25,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_encoder_decoder, parameter_count
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
 from ..results import experiment_command, experiment_main, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
+from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("icl")
 ICL_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
@@ -133,16 +137,20 @@ def train_linear_attention(dim: int, n: int, steps: int, batch: int = 256, lr: f
     return layer, losses
 
 
-def _equal_size_layers(arch: str, n_layers: int, task: str) -> dict:
-    """Depth arguments giving each architecture about the same size: the encoder-decoder
-    splits ``n_layers`` between its two stacks."""
+def core_config(arch: str, task: str, **sizes) -> ModelConfig:
+    """The transformer inside an in-context model of ``arch``, all three at equal
+    non-embedding parameters: the prefix-LM is the decoder with another mask, the
+    encoder-decoder :func:`whydecoder.accounting.matched_encoder_decoder` of it (half the
+    layers in each stack, a narrower MLP to pay for the cross-attention). ``sizes`` are
+    :class:`ModelConfig` fields of the decoder. Defined in the chapter "In-context learning"."""
     if arch not in ICL_ARCHS:
         raise ValueError(f"unknown arch {arch!r} for {task}; expected one of {ICL_ARCHS}")
-    if arch != "encoder-decoder":
-        return dict(n_layers=n_layers)
-    if n_layers % 2:
-        raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={n_layers}")
-    return dict(n_layers=n_layers // 2, n_encoder_layers=n_layers // 2)
+    decoder = ModelConfig(arch="decoder", **sizes)
+    if arch == "encoder-decoder":
+        if decoder.n_layers % 2:
+            raise ValueError(f"encoder-decoder splits n_layers in two; got odd n_layers={decoder.n_layers}")
+        return matched_encoder_decoder(decoder)
+    return decoder.replace(arch=arch)
 
 
 class InContextRegressor(nn.Module):
@@ -154,7 +162,7 @@ class InContextRegressor(nn.Module):
     - ``decoder``: one causal stack over ``[start, demos, query]``;
     - ``prefix-lm``: the same, with ``[start, demos]`` as a bidirectional prefix;
     - ``encoder-decoder``: the encoder reads ``[start, demos]``, the decoder the query
-      (half the layers in each stack, so the parameter counts match).
+      (half the layers in each stack and a narrower MLP: equal parameters, :func:`core_config`).
 
     No positional encoding: the demonstrations are a set. Defined in the chapter
     "In-context learning".
@@ -162,10 +170,9 @@ class InContextRegressor(nn.Module):
 
     def __init__(self, arch: str, dim: int, max_points: int, d_model: int = 64, n_layers: int = 4, n_heads: int = 4):
         super().__init__()
-        layers = _equal_size_layers(arch, n_layers, "in-context regression")
         self.arch, self.dim, self.max_points = arch, dim, max_points
-        self.core = Transformer(ModelConfig(arch=arch, vocab_size=1, max_len=max_points + 2, d_model=d_model,
-                                            n_heads=n_heads, position="none", **layers))
+        self.core = Transformer(core_config(arch, "in-context regression", vocab_size=1, max_len=max_points + 2,
+                                            d_model=d_model, n_heads=n_heads, n_layers=n_layers, position="none"))
         self.read_in = nn.Linear(dim + 3, d_model)
         self.read_out = nn.Linear(d_model, 1)
 
@@ -301,11 +308,11 @@ class FewShotClassifier(nn.Module):
     def __init__(self, arch: str, n_symbols: int, max_shots: int, d_model: int = 64, n_layers: int = 4,
                  n_heads: int = 4):
         super().__init__()
-        layers = _equal_size_layers(arch, n_layers, "few-shot tasks")
         self.arch, self.n_symbols, self.max_shots = arch, n_symbols, max_shots
         self.start = n_symbols
-        self.core = Transformer(ModelConfig(arch=arch, vocab_size=n_symbols + 1, max_len=2 * max_shots + 2,
-                                            d_model=d_model, n_heads=n_heads, position="rope", **layers))
+        self.core = Transformer(core_config(arch, "few-shot tasks", vocab_size=n_symbols + 1,
+                                            max_len=2 * max_shots + 2, d_model=d_model, n_heads=n_heads,
+                                            n_layers=n_layers, position="rope"))
 
     def forward(self, x_ctx: torch.Tensor, y_ctx: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
         b, k = x_ctx.shape
@@ -374,9 +381,9 @@ class ICLSettings:
 
 SETTINGS = {
     "smoke": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=300, d_model=32, n_layers=2,
-                         steps=60, seeds=(0,), n_tasks=500, few_shot_steps=40),
+                         steps=60, seeds=(0, 1), n_tasks=500, few_shot_steps=40),
     "full": ICLSettings(dim=5, max_points=11, lsa_dim=5, lsa_n=10, lsa_steps=4000, d_model=64, n_layers=4,
-                        steps=3000, seeds=(0, 1), n_tasks=4000, few_shot_steps=1500),
+                        steps=3000, seeds=(0, 1, 2, 3, 4), n_tasks=4000, few_shot_steps=1500),
 }
 SECTIONS = ("linear_attention", "regression", "few_shot")
 
@@ -417,6 +424,7 @@ def _regression_section(s: ICLSettings, progress: bool) -> dict:
             losses = train_regressor(model, s.steps, seed=seed, progress=progress)
             curves[f"{arch}/{seed}"] = {
                 "arch": arch, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+                "non_embedding_parameters": parameter_count(model.core.cfg, embeddings=False),
                 "final_train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
                 "errors": error_curve(model, s.max_points, s.dim, s.n_tasks),
             }
@@ -434,8 +442,9 @@ def _few_shot_section(s: ICLSettings, progress: bool) -> dict:
                 torch.manual_seed(seed)
                 model = FewShotClassifier(arch, s.n_symbols, s.max_shots, d_model=s.d_model, n_layers=s.n_layers)
                 train_few_shot(model, kind, s.few_shot_steps, seed=seed, progress=progress)
-                curves[f"{kind}/{arch}/{seed}"] = {"task": kind, "arch": arch, "seed": seed,
-                                                   "accuracy": accuracy_curve(model, kind)}
+                curves[f"{kind}/{arch}/{seed}"] = {
+                    "task": kind, "arch": arch, "seed": seed, "accuracy": accuracy_curve(model, kind),
+                    "non_embedding_parameters": parameter_count(model.core.cfg, embeddings=False)}
     return curves
 
 
@@ -449,15 +458,122 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
                 "regression": lambda: _regression_section(s, progress),
                 "few_shot": lambda: _few_shot_section(s, progress)}
     assert tuple(sections) == SECTIONS
-    return run_sections(sections, settings_dict(s), out, command)
+    return run_sections(sections, stored_settings(s), out, command)
+
+
+def stored_settings(s: ICLSettings) -> dict:
+    """The settings stored with (and required of) the results: the sizes and the
+    fingerprints of the rules that judge them. Defined in the chapter "In-context learning"."""
+    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored payload if it holds every section, else ``None``.
-
-    Defined in the chapter "In-context learning".
+    """The stored payload if it holds every section under the current settings and rules,
+    else ``None``. Defined in the chapter "In-context learning".
     """
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+
+
+def format_baseline(kind: str, max_shots: int, n_symbols: int) -> float:
+    """Mean accuracy over ``k = 1 .. max_shots`` of a model that knows only the answer
+    format: for ``"lookup"`` it picks one of the ``k`` demonstrated answers (``1/k``), for
+    ``"shift"`` any symbol (``1/n_symbols``). Defined in the chapter "In-context learning"."""
+    if kind not in DISCRETE_TASKS:
+        raise ValueError(f"unknown task {kind!r}; expected one of {DISCRETE_TASKS}")
+    chance = [1 / k if kind == "lookup" else 1 / n_symbols for k in range(1, max_shots + 1)]
+    return sum(chance) / len(chance)
+
+
+def task_scores(results: dict) -> dict[str, dict[str, dict]]:
+    """``{task: {arch: {seed: score}}}``: for ``"regression"`` the query error (Garg et
+    al.'s normalisation) averaged over ``k = 1 .. max_points`` demonstrations, lower is
+    better; for each discrete task the accuracy averaged over ``k = 1 .. max_shots``.
+    Defined in the chapter "In-context learning"."""
+    scores = {"regression": {arch: {} for arch in ICL_ARCHS}}
+    for row in results["regression"].values():
+        if row["arch"] in ICL_ARCHS:
+            errors = row["errors"][1:]
+            scores["regression"][row["arch"]][row["seed"]] = sum(errors) / len(errors)
+    for row in results["few_shot"].values():
+        scores.setdefault(row["task"], {arch: {} for arch in ICL_ARCHS})
+        scores[row["task"]][row["arch"]][row["seed"]] = sum(row["accuracy"]) / len(row["accuracy"])
+    return scores
+
+
+def _c11_seeds(results: dict) -> int:
+    return min(len(by_seed) for task in task_scores(results).values() for by_seed in task.values())
+
+
+def _c11_decide(results: dict, p: dict) -> Verdict:
+    """C11, the comparison the claim makes: the causal decoder against the encoder-decoder
+    at equal parameters (non-embedding counts within ``p["equal_parameters"]``, else
+    inconclusive), on in-context regression and each discrete few-shot task.
+
+    Gate per task: both models must have learned it, averaged over seeds: regression error
+    below the zero predictor's (1 in Garg et al.'s normalisation) by ``p["error_gate"]``;
+    accuracy above :func:`format_baseline` by ``p["accuracy_gate"]``. A task that fails
+    the gate is no evidence; when every task fails, inconclusive.
+
+    On each task that passes: the paired difference (decoder minus encoder-decoder, by
+    seed) with its 95% t-interval, read against a margin (``p["error_margin"]`` times the
+    encoder-decoder's mean error; ``p["accuracy_margin"]`` in accuracy): decoder better,
+    encoder-decoder better, equivalent, or unclear.
+
+    Supported when the decoder is better on every such task; refuted when on every one the
+    encoder-decoder is better or the two are equivalent; inconclusive when every reading
+    is unclear; nuanced otherwise. The prefix-LM row is measured and shown, not decided on.
+    """
+    rows = [r for section in ("regression", "few_shot") for r in results[section].values() if r["arch"] in ICL_ARCHS]
+    counts = {}
+    for r in rows:
+        counts.setdefault((r.get("task", "regression"), r["arch"]), r["non_embedding_parameters"])
+    apart = max(abs(counts[(t, "encoder-decoder")] - counts[(t, "decoder")]) / counts[(t, "decoder")]
+                for t, _ in counts)
+    if apart > p["equal_parameters"]:
+        return Verdict("inconclusive", f"the decoder and the encoder-decoder are not at equal parameters ({apart:.1%} apart)")
+    s = results["settings"]
+    readings, learned_by, numbers = {}, {}, {"parameters_apart": apart}
+    for task, by_arch in task_scores(results).items():
+        mean = {arch: sum(v.values()) / len(v) for arch, v in by_arch.items()}
+        if task == "regression":
+            learned_by[task] = [a for a in ICL_ARCHS if learned(mean[a], 1.0, lower_is_better=True, by=p["error_gate"])]
+            diff = t_interval(paired_differences(by_arch["encoder-decoder"], by_arch["decoder"]))  # > 0: decoder better
+            margin = p["error_margin"] * mean["encoder-decoder"]
+        else:
+            chance = format_baseline(task, s["max_shots"], s["n_symbols"])
+            learned_by[task] = [a for a in ICL_ARCHS if learned(mean[a], chance, lower_is_better=False,
+                                                                by=p["accuracy_gate"])]
+            diff = t_interval(paired_differences(by_arch["decoder"], by_arch["encoder-decoder"]))
+            margin = p["accuracy_margin"]
+        reading = {"higher": "decoder better", "lower": "encoder-decoder better"}.get(compare(diff, margin),
+                                                                                    compare(diff, margin))
+        numbers[task] = {"mean": mean, "decoder_advantage": diff.__dict__, "margin": margin, "reading": reading,
+                         "learned_by": learned_by[task]}
+        if {"decoder", "encoder-decoder"} <= set(learned_by[task]):
+            readings[task] = reading
+    numbers["readings"] = readings
+    if not readings:
+        return Verdict("inconclusive", "on no task did both the decoder and the encoder-decoder learn in context",
+                       numbers)
+    found = set(readings.values())
+    if found == {"decoder better"}:
+        return Verdict("supported", f"the decoder learned better in context on every task both learned "
+                       f"({', '.join(readings)})", numbers)
+    if found <= {"encoder-decoder better", "equivalent"}:
+        return Verdict("refuted", f"the decoder was not better on any task both learned ({', '.join(readings)})",
+                       numbers)
+    if found == {"unclear"}:
+        return Verdict("inconclusive", "every comparison's interval straddles its margin: more seeds are needed",
+                       numbers)
+    return Verdict("nuanced", "; ".join(f"{t}: {r}" for t, r in readings.items()), numbers)
+
+
+RULES = {"C11": Rule(
+    "C11", "at equal parameters, a causal decoder learns in context better than an encoder-decoder, on tasks both "
+    "models learned",
+    {"min_seeds": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "error_gate": 0.2, "accuracy_gate": 0.1,
+     "error_margin": 0.05, "accuracy_margin": 0.02},
+    _c11_decide, seeds=_c11_seeds)}
 
 
 if __name__ == "__main__":
