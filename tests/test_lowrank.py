@@ -6,10 +6,21 @@ import pytest
 import torch
 
 import whydecoder as wd
-from whydecoder.experiments.ch04_lowrank import SETTINGS, LowRankSettings, attention_maps, matrix_stats, run
+from whydecoder.accounting import parameter_count
+from whydecoder.experiments.ch04_lowrank import (
+    RULES,
+    SETTINGS,
+    LowRankSettings,
+    attention_maps,
+    flat_at_end,
+    head_arms,
+    matrix_stats,
+    run,
+    trained_collapse,
+)
 
 TINY = LowRankSettings(n=16, head_sizes=(2, 8), scales=(1.0,), seeds=(0,), fit_n=4, fit_heads=(1, 4), fit_steps=20,
-                       collapse_depth=3, lm_width=16, lm_heads=(1, 2), fixed_head=8, lm_layers=1, lm_seq=16,
+                       collapse_depth=3, lm_width=16, lm_heads=(1, 2), fixed_head=16, lm_layers=1, lm_seq=16,
                        lm_batch=2, lm_steps=2, attn_n=16)
 
 
@@ -30,11 +41,11 @@ def test_matrix_stats_of_identity():
 def test_run_sections_store_and_resume(tmp_path, monkeypatch):
     monkeypatch.setitem(SETTINGS, "smoke", TINY)
     out = tmp_path / "lowrank.json"
-    first = run("smoke", out, progress=False, sections=("spectra", "fitting", "collapse", "heads"))
+    first = run("smoke", out, progress=False, sections=("baseline", "spectra", "fitting", "collapse", "heads"))
     assert len(first["spectra"]) == 2 * 2  # 2 head sizes x 2 masks
     assert {r["mask"] for r in first["fitting"]} == {"bidirectional", "causal"}
     assert all(r["diagonal_positive_float64"] for r in first["spectra"] if r["mask"] == "causal")
-    again = run("smoke", out, progress=False, sections=("spectra", "fitting", "collapse", "heads"))
+    again = run("smoke", out, progress=False, sections=("baseline", "spectra", "fitting", "collapse", "heads"))
     assert again["heads"] == first["heads"]
     with pytest.raises(ValueError, match="unknown section 'ranks'"):
         run("smoke", out, progress=False, sections=("ranks",))
@@ -43,6 +54,136 @@ def test_run_sections_store_and_resume(tmp_path, monkeypatch):
 def test_settings_refuse_untrained_positions():
     with pytest.raises(ValueError, match="attn_n 64 exceeds the training length lm_seq 16"):
         LowRankSettings(**{**TINY.__dict__, "attn_n": 64})
+    with pytest.raises(ValueError, match="fixed_head 8 must exceed the head size d/h = 8"):
+        LowRankSettings(**{**TINY.__dict__, "fixed_head": 8})
+
+
+@pytest.mark.parametrize("settings", [TINY, SETTINGS["full"]])
+def test_head_arms_are_at_equal_parameters(settings):
+    arms = head_arms(settings)
+    counts = [parameter_count(cfg, embeddings=False) for cfg in arms.values()]
+    assert (max(counts) - min(counts)) / min(counts) < 0.02
+    fixed = [cfg for name, cfg in arms.items() if name.endswith("fixed")]
+    assert len(fixed) == 1 and fixed[0].head_dim == settings.fixed_head and fixed[0].ff_dim < 4 * settings.lm_width
+
+
+def test_flat_at_end():
+    assert flat_at_end([5.0] * 20) == 0
+    assert flat_at_end([3.0] * 18 + [2.0] * 2) > 0.3
+    with pytest.raises(ValueError, match="too short"):
+        flat_at_end([1.0])
+
+
+def test_trained_collapse_on_a_tiny_bert():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                                  intermediate_size=32, attn_implementation="eager")
+    torch.manual_seed(0)
+    bert = transformers.BertModel(cfg).eval()
+    curves = trained_collapse(bert, torch.randn(10, 16))
+    assert set(curves) == {"attention", "attention+skip", "attention+mlp", "full block"}
+    assert all(len(c) == 4 and c[0] == curves["attention"][0] for c in curves.values())
+    h = torch.randn(10, 16, generator=torch.Generator().manual_seed(1))
+    curves = trained_collapse(bert, h)
+    x, expected = h[None], [wd.rank.rank_one_residual(h)]
+    with torch.no_grad():  # the full-block variant is the model's own layers, one after the other
+        for layer in bert.encoder.layer:
+            out = layer(x)
+            x = out[0] if isinstance(out, tuple) else out
+            expected.append(wd.rank.rank_one_residual(x[0]))
+        assert curves["full block"] == pytest.approx(expected, rel=1e-5)
+        # the attention variant uses the layer's own attention: transformers' self-attention output
+        first = bert.encoder.layer[0]
+        context = first.attention.self(h[None])[0][0]
+        attended = first.attention.output.dense(context)
+    assert curves["attention"][1] == pytest.approx(wd.rank.rank_one_residual(attended), rel=1e-5)
+
+
+def spectra_rows(low_at, n=64, seeds=5, causal_low=0.0):
+    """Random-attention rows: bidirectional matrices low-rank at the head sizes in
+    ``low_at``; a share ``causal_low`` of the causal ones low-rank."""
+    rows = []
+    for d in (2, 4, 8):
+        for seed in range(seeds):
+            rows.append({"mask": "bidirectional", "d": d, "n": n, "seed": seed, "scale": 1.0,
+                         "numerical_rank": 10 if d in low_at else n})
+            rows.append({"mask": "causal", "d": d, "n": n, "seed": seed, "scale": 1.0, "diagonal_positive_float64": True,
+                         "numerical_rank": 10 if seed < causal_low * seeds else n})
+    return rows
+
+
+def fitting_rows(small_kl, seeds=5, noise=0.001):
+    return [{"mask": m, "d_head": d, "seed": s, "kl": (small_kl if d == 1 else 0.0) + noise * ((s % 3) - 1) * (d == 1)}
+            for m in ("bidirectional", "causal") for d in (1, 4, 32) for s in range(seeds)]
+
+
+@pytest.mark.parametrize("low_at, outcome", [((2, 4, 8), "supported"), ((), "refuted"), ((2,), "nuanced")])
+def test_c03_rule_reaches_every_outcome(low_at, outcome):
+    assert RULES["C03"]({"spectra": spectra_rows(low_at)}).outcome == outcome
+
+
+@pytest.mark.parametrize("causal_low, small_kl, noise, outcome", [
+    (0.0, 0.0, 0.001, "supported"), (0.4, 0.2, 0.001, "refuted"), (0.0, 0.2, 0.001, "nuanced"),
+    (0.4, 0.0, 0.001, "nuanced"), (0.0, 0.021, 0.05, "inconclusive"),
+])
+def test_c04_rule_reaches_every_outcome(causal_low, small_kl, noise, outcome):
+    results = {"spectra": spectra_rows((2,), causal_low=causal_low), "fitting": fitting_rows(small_kl, noise=noise)}
+    assert RULES["C04"](results).outcome == outcome
+
+
+def test_c04_is_refuted_by_a_zero_diagonal():
+    rows = spectra_rows((2,))
+    rows[1]["diagonal_positive_float64"] = False
+    assert RULES["C04"]({"spectra": rows, "fitting": fitting_rows(0.0)}).outcome == "refuted"
+
+
+@pytest.mark.parametrize("small_kl, noise, seeds, outcome", [
+    (0.2, 0.001, 5, "supported"), (0.0, 0.001, 5, "refuted"), (0.021, 0.05, 5, "inconclusive"),
+    (0.2, 0.001, 3, "inconclusive"),
+])
+def test_c05_rule_reaches_every_outcome(small_kl, noise, seeds, outcome):
+    assert RULES["C05"]({"fitting": fitting_rows(small_kl, seeds, noise)}).outcome == outcome
+
+
+def heads_results(fewest=1.50, most=1.60, fixed=1.50, noise=0.001, falling=0.0, worst=None, params=(100, 100, 101)):
+    rows = []
+    for (arm, h, is_fixed, loss), n in zip((("1 x 16", 1, False, fewest), ("2 x 8", 2, False, most),
+                                            ("2 x 16, fixed", 2, True, fixed)), params):
+        for s in range(5):
+            curve = [3.0] * 10 + [loss * (1 + falling)] * 8 + [loss] * 2
+            rows.append({"arm": arm, "heads": h, "fixed": is_fixed, "seed": s, "parameters": n, "curve": curve,
+                         "val_loss": (worst or loss) + noise * (((s + h + is_fixed) % 3) - 1)})
+    return {"baseline": {"nats_per_byte": 3.0}, "heads": rows}
+
+
+@pytest.mark.parametrize("changes, outcome", [
+    ({}, "supported"),
+    ({"most": 1.50, "fixed": 1.50}, "refuted"),
+    ({"fixed": 1.60}, "nuanced"),  # small heads cost, the fix does not help
+    ({"most": 1.505, "noise": 0.05}, "inconclusive"),
+    ({"falling": 0.2}, "inconclusive"),  # not trained until flat
+    ({"worst": 2.9}, "inconclusive"),  # learned nothing worth comparing
+    ({"params": (100, 100, 150)}, "inconclusive"),  # not at equal parameters
+])
+def test_c06_rule_reaches_every_outcome(changes, outcome):
+    assert RULES["C06"](heads_results(**changes)).outcome == outcome
+
+
+def collapse_results(pure=1e-5, skip=0.4, mlp=0.3, trained_mlp=0.3, seeds=5):
+    final = {"attention": pure, "attention+skip": skip, "attention+mlp": mlp, "full block": 0.5}
+    rows = [{"variant": v, "mask": m, "seed": s, "ratios": [0.9, x]} for v, x in final.items()
+            for m in ("bidirectional", "causal") for s in range(seeds)]
+    trained = {"attention": [0.9, pure], "attention+skip": [0.9, skip], "attention+mlp": [0.9, trained_mlp],
+               "full block": [0.9, 0.8]}
+    return {"collapse": rows, "collapse_trained": {"ratios": trained}}
+
+
+@pytest.mark.parametrize("changes, outcome", [
+    ({}, "supported"), ({"pure": 0.5}, "refuted"), ({"mlp": 1e-8}, "nuanced"), ({"trained_mlp": 1e-8}, "nuanced"),
+    ({"seeds": 2}, "inconclusive"),
+])
+def test_c07_rule_reaches_every_outcome(changes, outcome):
+    assert RULES["C07"](collapse_results(**changes)).outcome == outcome
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None, reason="sentence-transformers absent")

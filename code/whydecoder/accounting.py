@@ -132,34 +132,35 @@ def count_parameters(model) -> int:
 EQUAL_PARAMETERS_TOLERANCE = 0.02
 
 
+def matched_mlp_width(cfg: ModelConfig, target: int, tolerance: float = EQUAL_PARAMETERS_TOLERANCE) -> ModelConfig:
+    """``cfg`` with the MLP width (``d_ff``) that brings its non-embedding parameters
+    closest to ``target``; a ``ValueError`` when none comes within ``tolerance`` (a
+    fraction of ``target``). The count is linear in the width, so it is solved from two
+    widths. Defined in the chapter "Efficiency: the KV cache"."""
+    if not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be a fraction in (0, 1), got {tolerance!r}")
+    at_one = parameter_count(cfg.replace(d_ff=1), embeddings=False)
+    per_unit = parameter_count(cfg.replace(d_ff=2), embeddings=False) - at_one
+    best = cfg.replace(d_ff=max(1, round(1 + (target - at_one) / per_unit)))
+    off = abs(parameter_count(best, embeddings=False) - target) / target
+    if off > tolerance:
+        raise ValueError(f"no MLP width brings the model within {tolerance:.0%} of {target} parameters "
+                         f"(closest: {off:.1%} off)")
+    return best
+
+
 def matched_encoder_decoder(decoder: ModelConfig, tolerance: float = EQUAL_PARAMETERS_TOLERANCE) -> ModelConfig:
     """The encoder-decoder with the same non-embedding parameters as a decoder-only model.
 
     Half of ``decoder``'s layers go to each stack; the decoder stack's cross-attention then
-    adds a third attention block per layer, which the MLP width (``d_ff``) gives back: for
-    pre-LN blocks with biases, ``d_ff = 3 d`` instead of ``4 d`` makes the counts equal up to
-    biases and norms. The width is chosen by counting (:func:`parameter_count`), and a
-    ``ValueError`` is raised when no width comes within ``tolerance`` (a fraction) of the
-    decoder's count. Defined in the chapter "Efficiency: the KV cache".
+    adds a third attention block per layer, which the MLP width gives back
+    (:func:`matched_mlp_width`: for pre-LN blocks with biases about ``d_ff = 3 d`` instead
+    of ``4 d``). Defined in the chapter "Efficiency: the KV cache".
     """
     if decoder.arch not in ("decoder", "prefix-lm"):
         raise ValueError(f"matched_encoder_decoder matches a decoder-only model, not arch {decoder.arch!r}")
     if decoder.n_layers < 2 or decoder.n_layers % 2:
         raise ValueError(f"the decoder's n_layers must be even and >= 2 to split in two stacks, got {decoder.n_layers}")
-    if not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must be a fraction in (0, 1), got {tolerance!r}")
-    target = parameter_count(decoder, embeddings=False)
     half = decoder.n_layers // 2
-
-    def with_width(f: int) -> ModelConfig:
-        return decoder.replace(arch="encoder-decoder", n_layers=half, n_encoder_layers=half, d_ff=f)
-
-    # the count is linear in the MLP width: solve for it from two widths
-    at_one = parameter_count(with_width(1), embeddings=False)
-    per_unit = parameter_count(with_width(2), embeddings=False) - at_one
-    best = with_width(max(1, round(1 + (target - at_one) / per_unit)))
-    off = abs(parameter_count(best, embeddings=False) - target) / target
-    if off > tolerance:
-        raise ValueError(f"no MLP width gives an encoder-decoder within {tolerance:.0%} of the decoder's "
-                         f"{target} parameters (closest: {off:.1%} off)")
-    return best
+    split = decoder.replace(arch="encoder-decoder", n_layers=half, n_encoder_layers=half)
+    return matched_mlp_width(split, parameter_count(decoder, embeddings=False), tolerance)

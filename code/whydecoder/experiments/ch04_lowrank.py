@@ -2,16 +2,23 @@
 
 Sections (each stored as soon as it is done, so an interrupted full run resumes):
 
+- ``baseline``: the unigram byte model's loss on the validation text (the gate of C06);
 - ``spectra``: rank, effective rank and conditioning of random attention matrices,
   bidirectional and causal, over head size and logit scale (claims C03, C04);
 - ``fitting``: how well a single head of each size can fit random target attention
   matrices, with and without the causal mask (C04, C05);
 - ``collapse``: rank collapse with depth for pure attention, with skips, with MLPs and
   for the full block, both masks (C07);
-- ``heads``: small language models at fixed width, heads of size ``d / h`` against a
-  fixed head size (C06);
+- ``heads``: small language models at fixed width and equal parameters, ``h`` heads of
+  size ``d / h``, and at the most heads a fixed head size paid for by a narrower MLP (C06);
 - ``trained``: the same rank statistics for the attention of trained models: our causal
-  LM, our bidirectional masked LM, and the real all-MiniLM-L6-v2 encoder.
+  LM, our bidirectional masked LM, and the real all-MiniLM-L6-v2 encoder;
+- ``collapse_trained``: rank collapse through the six trained layers of all-MiniLM-L6-v2,
+  with its trained attention and MLPs recombined like the random variants (C07).
+
+Claims C03-C07 are decided by :data:`RULES`, all on one yardstick: a matrix is
+numerically low-rank when its float32 numerical rank is below :data:`LOW_RANK_FRACTION`
+of its size.
 
 Run the full scale with ``python -m whydecoder.experiments.ch04_lowrank --scale full``.
 Explained in the chapter "The low-rank argument, tested".
@@ -25,6 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_mlp_width, parameter_count
 from ..attention import Attention
 from ..config import ModelConfig
 from ..model import Transformer
@@ -39,16 +47,21 @@ from ..rank import (
     numerical_rank,
     random_attention,
     random_stochastic,
+    rank_one_residual,
     singular_values,
 )
 from ..results import experiment_command, experiment_main, run_sections, settings_dict
 from ..results import load_complete as load_stored
 from ..scale import current_scale
-from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks
+from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train
+from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("lowrank")
-SECTIONS = ("spectra", "fitting", "collapse", "heads", "trained")
+SECTIONS = ("baseline", "spectra", "fitting", "collapse", "heads", "trained", "collapse_trained")
+#: The book's rank yardstick: an n x n matrix is numerically low-rank when its float32
+#: numerical rank is below this fraction of n.
+LOW_RANK_FRACTION = 0.9
 TOK = ByteTokenizer()
 
 
@@ -77,6 +90,9 @@ class LowRankSettings:
     attn_n: int
 
     def __post_init__(self):
+        if self.fixed_head <= self.lm_width // max(self.lm_heads):
+            raise ValueError(f"fixed_head {self.fixed_head} must exceed the head size d/h = "
+                             f"{self.lm_width // max(self.lm_heads)} at the most heads, or the two arms are the same")
         if self.attn_n > self.lm_seq:
             raise ValueError(f"attn_n {self.attn_n} exceeds the training length lm_seq {self.lm_seq}: "
                              "positions beyond it were never trained")
@@ -88,9 +104,9 @@ SETTINGS = {
                              fit_heads=(1, 2, 4, 8), fit_steps=300, collapse_depth=8, lm_width=32, lm_heads=(1, 4),
                              fixed_head=16, lm_layers=1, lm_seq=32, lm_batch=8, lm_steps=20, attn_n=32),
     "full": LowRankSettings(n=256, head_sizes=(2, 4, 8, 16, 32, 64), scales=(0.25, 0.5, 1.0, 2.0, 4.0),
-                            seeds=(0, 1, 2), fit_n=32, fit_heads=(1, 2, 4, 8, 16, 32), fit_steps=800,
-                            collapse_depth=16, lm_width=128, lm_heads=(1, 2, 4, 8, 16), fixed_head=32, lm_layers=2,
-                            lm_seq=128, lm_batch=16, lm_steps=600, attn_n=128),
+                            seeds=(0, 1, 2, 3, 4), fit_n=32, fit_heads=(1, 2, 4, 8, 16, 32), fit_steps=800,
+                            collapse_depth=16, lm_width=128, lm_heads=(1, 2, 4, 8), fixed_head=32, lm_layers=2,
+                            lm_seq=128, lm_batch=16, lm_steps=1500, attn_n=128),
 }
 
 
@@ -157,8 +173,9 @@ def _lm_config(s: LowRankSettings, arch: str, n_heads: int, d_head: int | None) 
                        n_heads=n_heads, d_head=d_head, n_layers=s.lm_layers)
 
 
-def _train_lm(s: LowRankSettings, cfg: ModelConfig, seed: int, objective: str = "full-lm") -> tuple[Transformer, float]:
-    """Train on the corpus; return the model and its validation loss on fixed batches."""
+def _train_lm(s: LowRankSettings, cfg: ModelConfig, seed: int, objective: str = "full-lm") -> tuple[Transformer, float, list]:
+    """Train on the corpus; return the model, its validation loss on fixed batches and its
+    training curve (the mean loss of each of 50 equal stretches of steps)."""
     data, val = corpus_tokens("train"), corpus_tokens("val")
     g = torch.Generator().manual_seed(1234)
 
@@ -168,26 +185,42 @@ def _train_lm(s: LowRankSettings, cfg: ModelConfig, seed: int, objective: str = 
 
     torch.manual_seed(seed)
     model = Transformer(cfg)
-    train(model, make, TrainConfig(steps=s.lm_steps, lr=3e-3, warmup=max(1, s.lm_steps // 10), seed=seed,
-                                   progress=False))
+    losses = train(model, make, TrainConfig(steps=s.lm_steps, lr=3e-3, warmup=max(1, s.lm_steps // 10), seed=seed,
+                                            progress=False)).losses
     val_batches = [make(g, val) for _ in range(8)]
-    return model, evaluate(model, val_batches)
+    stretch = max(1, len(losses) // 50)
+    curve = [sum(losses[i:i + stretch]) / len(losses[i:i + stretch]) for i in range(0, len(losses), stretch)]
+    return model, evaluate(model, val_batches), curve
+
+
+def head_arms(s: LowRankSettings) -> dict[str, ModelConfig]:
+    """The C06 arms, all at the parameters of the standard layer: ``h`` heads of size
+    ``d/h`` for each ``h`` in ``s.lm_heads`` (names like ``"8 x 16"``), and at the most
+    heads the fixed head size ``s.fixed_head`` (``"8 x 32, fixed"``), its larger attention
+    paid for by a narrower MLP (:func:`whydecoder.accounting.matched_mlp_width`).
+
+    Defined in the chapter "The low-rank argument, tested".
+    """
+    arms = {f"{h} x {s.lm_width // h}": _lm_config(s, "decoder", h, s.lm_width // h) for h in s.lm_heads}
+    most = max(s.lm_heads)
+    target = parameter_count(_lm_config(s, "decoder", most, s.lm_width // most), embeddings=False)
+    arms[f"{most} x {s.fixed_head}, fixed"] = matched_mlp_width(_lm_config(s, "decoder", most, s.fixed_head), target)
+    return arms
 
 
 def heads(s: LowRankSettings, progress: bool = False) -> list[dict]:
-    """Validation loss of small causal LMs at fixed width: ``h`` heads of size ``d/h``
-    against ``h`` heads of a fixed size (Bhojanapalli et al. 2020).
+    """Validation loss and training curve of small causal LMs at fixed width and equal
+    parameters, one per arm of :func:`head_arms` and seed (Bhojanapalli et al. 2020).
 
     Defined in the chapter "The low-rank argument, tested".
     """
     rows = []
-    cases = [(h, variant, seed) for h in s.lm_heads for variant in ("d/h", "fixed") for seed in s.seeds]
-    for h, variant, seed in tqdm(cases, desc="heads", disable=not progress, leave=False):
-        d_head = s.lm_width // h if variant == "d/h" else s.fixed_head
-        cfg = _lm_config(s, "decoder", h, d_head)
-        _, loss = _train_lm(s, cfg, seed)
-        rows.append({"heads": h, "variant": variant, "d_head": d_head, "seed": seed, "val_loss": loss,
-                     "parameters": sum(p.numel() for p in Transformer(cfg).parameters())})
+    cases = [(arm, cfg, seed) for arm, cfg in head_arms(s).items() for seed in s.seeds]
+    for arm, cfg, seed in tqdm(cases, desc="heads", disable=not progress, leave=False):
+        _, loss, curve = _train_lm(s, cfg, seed)
+        rows.append({"arm": arm, "heads": cfg.n_heads, "d_head": cfg.head_dim, "d_ff": cfg.ff_dim,
+                     "fixed": arm.endswith("fixed"), "seed": seed, "val_loss": loss, "curve": curve,
+                     "parameters": parameter_count(cfg, embeddings=False)})
     return rows
 
 
@@ -220,7 +253,7 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
     text_ids = corpus_tokens("val")[: s.attn_n][None]
     for arch, objective in tqdm([("decoder", "full-lm"), ("encoder", "masked-lm")], desc="trained",
                                 disable=not progress, leave=False):
-        model, loss = _train_lm(s, _lm_config(s, arch, 4, None), seed=0, objective=objective)
+        model, loss, _ = _train_lm(s, _lm_config(s, arch, 4, None), seed=0, objective=objective)
         for layer, maps in enumerate(attention_maps(model, text_ids)):
             for head, p in enumerate(maps):
                 rows.append({"model": f"our {'causal LM' if arch == 'decoder' else 'masked LM'}",
@@ -237,10 +270,74 @@ def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def trained_collapse(bert, hidden: torch.Tensor) -> dict[str, list[float]]:
+    """Rank collapse through the trained layers of a ``transformers`` BERT encoder, its
+    attention and MLP weights recombined like :data:`whydecoder.rank.COLLAPSE_VARIANTS`:
+    attention alone (no residual, no LayerNorm), attention with its residual, attention
+    followed by the trained MLP (no residual), and the full trained layer. ``hidden``
+    ``(n, d)`` enters the first layer (the embeddings of a text). Returns the rank-one
+    residual ratio before and after each layer, per variant.
+
+    Defined in the chapter "The low-rank argument, tested".
+    """
+    heads = bert.config.num_attention_heads
+    layers = bert.encoder.layer
+
+    def attention(layer, x):
+        sa = layer.attention.self
+        n, d = x.shape
+        q, k, v = (m(x).reshape(n, heads, d // heads).transpose(0, 1) for m in (sa.query, sa.key, sa.value))
+        p = torch.softmax(q @ k.transpose(1, 2) / (d // heads) ** 0.5, dim=-1)
+        return layer.attention.output.dense((p @ v).transpose(0, 1).reshape(n, d))
+
+    def mlp(layer, x):
+        return layer.output.dense(layer.intermediate(x))
+
+    curves = {}
+    for variant in COLLAPSE_VARIANTS:
+        x = hidden.float()
+        ratios = [rank_one_residual(x)]
+        for layer in layers:
+            if variant == "attention":
+                x = attention(layer, x)
+            elif variant == "attention+skip":
+                x = x + attention(layer, x)
+            elif variant == "attention+mlp":
+                x = mlp(layer, attention(layer, x))
+            else:
+                out = layer(x[None])
+                x = (out[0] if isinstance(out, tuple) else out)[0]  # transformers versions differ here
+            ratios.append(rank_one_residual(x))
+        curves[variant] = ratios
+    return curves
+
+
+def collapse_on_minilm(s: LowRankSettings) -> dict:
+    """:func:`trained_collapse` for all-MiniLM-L6-v2 on ``s.attn_n`` tokens of held-out
+    text. Defined in the chapter "The low-rank argument, tested"."""
+    from ..hf import load_minilm
+
+    minilm, tokenizer = load_minilm()
+    text = corpus_text()[int(len(corpus_text()) * 0.9):]
+    ids = torch.tensor([tokenizer.encode(text).ids[: s.attn_n]])
+    with torch.no_grad():
+        hidden = minilm.embeddings(input_ids=ids)[0]
+    return {"model": "all-MiniLM-L6-v2", "tokens": ids.shape[1], "ratios": trained_collapse(minilm, hidden)}
+
+
+def stored_settings(s: LowRankSettings) -> dict:
+    """The settings stored with (and required of) the results: the sizes and the
+    fingerprints of the rules that judge them. Defined in the chapter "The low-rank
+    argument, tested"."""
+    return settings_dict(s) | {"rules": fingerprints(RULES)}
+
+
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored payload at ``path`` if it holds every section, else ``None`` (absent, or
-    a run still in progress). Defined in the chapter "The low-rank argument, tested"."""
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    """The stored payload at ``path`` if it holds every section under the current settings
+    and rules, else ``None`` (absent, or a run still in progress). Defined in the chapter
+    "The low-rank argument, tested"."""
+    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True,
@@ -253,13 +350,238 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     scale = current_scale(scale)
     s = SETTINGS[scale]
     command = experiment_command("experiments.ch04_lowrank", scale, out)
-    steps = {"spectra": lambda: spectra(s, progress), "fitting": lambda: fitting(s, progress),
+    steps = {"baseline": lambda: unigram_baseline(corpus_tokens("train"), corpus_tokens("val")),
+             "spectra": lambda: spectra(s, progress), "fitting": lambda: fitting(s, progress),
              "collapse": lambda: collapse(s), "heads": lambda: heads(s, progress),
-             "trained": lambda: trained(s, progress)}
+             "trained": lambda: trained(s, progress), "collapse_trained": lambda: collapse_on_minilm(s)}
     unknown = [name for name in sections if name not in steps]
     if unknown:
         raise ValueError(f"unknown section {unknown[0]!r}; expected some of {tuple(steps)}")
-    return run_sections({name: steps[name] for name in sections}, settings_dict(s), out, command)
+    return run_sections({name: steps[name] for name in sections}, stored_settings(s), out, command)
+
+
+def is_low_rank(row: dict) -> bool:
+    """The yardstick: numerical rank below :data:`LOW_RANK_FRACTION` of ``n``.
+    Defined in the chapter "The low-rank argument, tested"."""
+    return row["numerical_rank"] < LOW_RANK_FRACTION * row["n"]
+
+
+def low_rank_share(rows: list[dict]) -> float:
+    """The share of matrices (rows of :func:`matrix_stats`) that are numerically low-rank.
+    Defined in the chapter "The low-rank argument, tested"."""
+    if not rows:
+        raise ValueError("no matrices to count")
+    return sum(is_low_rank(r) for r in rows) / len(rows)
+
+
+def _spectra_seeds(results: dict) -> int:
+    return len({r["seed"] for r in results["spectra"]})
+
+
+def _c03_decide(results: dict, p: dict) -> Verdict:
+    """C03: random bidirectional attention matrices at every head size with
+    ``n/d >= p["n_over_d"]`` (all logit scales and seeds): the share that is numerically
+    low-rank, per head size. Supported when it is at least ``p["most"]`` at every such head
+    size; refuted when it is at most ``1 - p["most"]`` at every one; nuanced when it depends
+    on the head size. The exact rank is n (the softmax exponentiates entrywise): shown, not
+    decided on."""
+    rows = [r for r in results["spectra"] if r["mask"] == "bidirectional" and r["n"] / r["d"] >= p["n_over_d"]]
+    if not rows:
+        return Verdict("inconclusive", f"no head size has n/d >= {p['n_over_d']}")
+    shares = {d: low_rank_share([r for r in rows if r["d"] == d]) for d in sorted({r["d"] for r in rows})}
+    numbers = {"share_by_head_size": shares, "share": low_rank_share(rows)}
+    if all(v >= p["most"] for v in shares.values()):
+        return Verdict("supported", f"numerically low-rank at every head size with n/d >= {p['n_over_d']}", numbers)
+    if all(v <= 1 - p["most"] for v in shares.values()):
+        return Verdict("refuted", f"numerically full-rank at every head size with n/d >= {p['n_over_d']}", numbers)
+    low = [d for d, v in shares.items() if v >= p["most"]]
+    return Verdict("nuanced", f"low-rank at head sizes {low} but not at every head size with n/d >= "
+                   f"{p['n_over_d']}: it depends on the logit scale and on d, not on n/d alone", numbers)
+
+
+def _fit_seeds(results: dict) -> int:
+    return len({r["seed"] for r in results["fitting"]})
+
+
+def _kl(results: dict, mask: str, d_head: int) -> dict[int, float]:
+    return {r["seed"]: r["kl"] for r in results["fitting"] if r["mask"] == mask and r["d_head"] == d_head}
+
+
+def _bottleneck(results: dict, mask: str) -> tuple:
+    """Paired interval of KL(smallest head) - KL(largest head) for random ``mask`` targets."""
+    sizes = sorted({r["d_head"] for r in results["fitting"]})
+    return t_interval(paired_differences(_kl(results, mask, sizes[0]), _kl(results, mask, sizes[-1]))), sizes
+
+
+def _c04_decide(results: dict, p: dict) -> Verdict:
+    """C04, in its two halves. *Full rank*: exact (positive diagonal in float64, checked;
+    the determinant argument), and numerically on C03's yardstick: it holds when at most
+    ``p["few"]`` of the random causal matrices are numerically low-rank, fails when at least
+    ``1 - p["few"]`` are, and is mixed between. *Hence more expressive*: a causal head of
+    the smallest size fits random causal targets (the paired interval of its KL minus the
+    largest head's lies below ``p["fit_kl"]``); it fails when the interval lies above.
+    Supported when both hold, refuted when both fail (or full rank is mixed and
+    expressiveness fails), inconclusive when the fit interval straddles, nuanced otherwise."""
+    causal = [r for r in results["spectra"] if r["mask"] == "causal"]
+    exact = all(r["diagonal_positive_float64"] for r in causal)
+    share = low_rank_share(causal)
+    numeric = "holds" if share <= p["few"] else "fails" if share >= 1 - p["few"] else "mixed"
+    gap, sizes = _bottleneck(results, "causal")
+    expressive = "holds" if gap.high < p["fit_kl"] else "fails" if gap.low > p["fit_kl"] else "unclear"
+    numbers = {"exact_full_rank": exact, "low_rank_share": share, "numerically_full_rank": numeric,
+               "kl_gap": gap.__dict__, "head_sizes": [sizes[0], sizes[-1]], "expressive": expressive}
+    if not exact:
+        return Verdict("refuted", "a causal matrix had a zero diagonal entry: not even exactly full rank", numbers)
+    if expressive == "unclear":
+        return Verdict("inconclusive", "the fitting interval straddles its threshold", numbers)
+    if numeric == "holds" and expressive == "holds":
+        return Verdict("supported", "causal attention stayed full rank in float32, and small heads fit any target",
+                       numbers)
+    if numeric != "holds" and expressive == "fails":
+        return Verdict("refuted", f"{share:.0%} of causal matrices are numerically low-rank, and full-rank causal heads "
+                       "still cannot fit random targets: 'hence more expressive' does not follow", numbers)
+    return Verdict("nuanced", f"full rank in float32: {numeric}; expressive: {expressive}", numbers)
+
+
+def _c05_decide(results: dict, p: dict) -> Verdict:
+    """C05: causal heads are full rank in exact arithmetic; do they still face a head-size
+    bottleneck? The paired interval (by seed) of the mean KL to random causal targets of
+    the smallest head minus the largest: above ``p["fit_kl"]``: supported (full rank is not
+    expressive enough); below: refuted; straddling: inconclusive."""
+    gap, sizes = _bottleneck(results, "causal")
+    numbers = {"kl_gap": gap.__dict__, "head_sizes": [sizes[0], sizes[-1]]}
+    if gap.low > p["fit_kl"]:
+        return Verdict("supported", f"full-rank causal heads of size {sizes[0]} cannot fit random targets that heads "
+                       f"of size {sizes[-1]} fit", numbers)
+    if gap.high < p["fit_kl"]:
+        return Verdict("refuted", "small causal heads fit random targets as well as large ones", numbers)
+    return Verdict("inconclusive", "the fitting interval straddles its threshold", numbers)
+
+
+def _heads_seeds(results: dict) -> int:
+    return min(sum(r["arm"] == arm for r in results["heads"]) for arm in {r["arm"] for r in results["heads"]})
+
+
+def _heads_loss(results: dict, arm: str) -> dict[int, float]:
+    return {r["seed"]: r["val_loss"] for r in results["heads"] if r["arm"] == arm}
+
+
+def flat_at_end(curve: list[float]) -> float:
+    """How much a training curve still falls at its end: the relative drop of its mean over
+    the last tenth against the tenth before. Defined in the chapter "The low-rank argument,
+    tested"."""
+    tenth = max(1, len(curve) // 10)
+    last, before = curve[-tenth:], curve[-2 * tenth:-tenth]
+    if not before:
+        raise ValueError(f"a curve of {len(curve)} points is too short to tell whether it flattened")
+    return (sum(before) / len(before) - sum(last) / len(last)) / (sum(before) / len(before))
+
+
+def _c06_decide(results: dict, p: dict) -> Verdict:
+    """C06, at equal parameters (every arm within ``p["equal_parameters"]`` of the first).
+
+    Gates: every model beats the unigram baseline by ``p["gate_nats"]``, and every training
+    curve has flattened (its last tenth at most ``p["still_falling"]`` below the tenth
+    before); else inconclusive. Paired by seed, against a margin of ``p["margin"]`` times
+    the loss of the one-head arm:
+
+    - *small heads cost*: the standard arm with the most heads minus the one with the
+      fewest (same parameters, heads of size d/h) is higher beyond the margin;
+    - *a fixed head size helps*: at the most heads, the standard arm minus the fixed arm
+      is higher beyond the margin.
+
+    Supported when both; refuted when neither (each equivalent or the other way);
+    inconclusive when either is unclear; nuanced otherwise.
+    """
+    rows = results["heads"]
+    counts = {r["parameters"] for r in rows}
+    apart = (max(counts) - min(counts)) / min(counts)
+    if apart > p["equal_parameters"]:
+        return Verdict("inconclusive", f"the arms are not at equal parameters ({apart:.1%} apart)")
+    unigram = results["baseline"]["nats_per_byte"]
+    falling = max(flat_at_end(r["curve"]) for r in rows)
+    worst = max(r["val_loss"] for r in rows)
+    numbers = {"parameters_apart": apart, "still_falling": falling, "worst_loss": worst, "unigram": unigram}
+    if not learned(worst, unigram, lower_is_better=True, by=p["gate_nats"]):
+        return Verdict("inconclusive", f"a model did not beat the unigram baseline ({unigram:.2f} nats/byte)", numbers)
+    if falling > p["still_falling"]:
+        return Verdict("inconclusive", f"a training curve was still falling at the end ({falling:.1%} over its last "
+                       "tenth): not trained until flat", numbers)
+    standard = sorted({r["heads"] for r in rows if not r["fixed"]})
+    fewest, most = (next(r["arm"] for r in rows if r["heads"] == h and not r["fixed"]) for h in (standard[0], standard[-1]))
+    fixed = next(r["arm"] for r in rows if r["fixed"])
+    margin = p["margin"] * sum(_heads_loss(results, fewest).values()) / len(_heads_loss(results, fewest))
+    cost = t_interval(paired_differences(_heads_loss(results, most), _heads_loss(results, fewest)))
+    help_ = t_interval(paired_differences(_heads_loss(results, most), _heads_loss(results, fixed)))
+    costs, helps = compare(cost, margin), compare(help_, margin)
+    numbers |= {"cost": cost.__dict__, "help": help_.__dict__, "margin": margin, "cost_reading": costs,
+                "help_reading": helps, "arms": [fewest, most, fixed]}
+    if "unclear" in (costs, helps):
+        return Verdict("inconclusive", "an interval straddles its margin: more seeds are needed to tell", numbers)
+    if costs == "higher" and helps == "higher":
+        return Verdict("supported", f"at equal parameters, {most} is worse than {fewest}, and the fixed head size "
+                       "recovers the loss", numbers)
+    if costs != "higher" and helps != "higher":
+        return Verdict("refuted", f"at equal parameters, neither do small heads cost ({costs}) nor does a fixed head "
+                       f"size help ({helps})", numbers)
+    return Verdict("nuanced", f"small heads cost: {costs}; a fixed head size helps: {helps}", numbers)
+
+
+def _collapse_seeds(results: dict) -> int:
+    return len({r["seed"] for r in results["collapse"]})
+
+
+def final_residuals(results: dict) -> dict[tuple[str, str], float]:
+    """``{(variant, mask): median over seeds of the last layer's rank-one residual}`` of
+    the random collapse curves. Defined in the chapter "The low-rank argument, tested"."""
+    import statistics
+
+    keys = {(r["variant"], r["mask"]) for r in results["collapse"]}
+    return {k: statistics.median(r["ratios"][-1] for r in results["collapse"] if (r["variant"], r["mask"]) == k)
+            for k in sorted(keys)}
+
+
+def _c07_decide(results: dict, p: dict) -> Verdict:
+    """C07: stacked attention loses rank with depth unless residuals or MLPs intervene.
+    Read at the last layer, as the median over seeds of the random stacks (both masks) and
+    on the trained layers of all-MiniLM-L6-v2: a stack *collapses* below ``p["collapsed"]``
+    and *holds* above ``p["kept"]`` of its rank-one residual.
+
+    Refuted when pure attention does not collapse; supported when it collapses and both
+    interventions (attention with skips, attention with MLPs) hold everywhere; nuanced
+    when one of them does not hold somewhere (naming it)."""
+    final = final_residuals(results)
+    trained = {v: r[-1] for v, r in results["collapse_trained"]["ratios"].items()}
+    numbers = {"random": {f"{v} / {m}": x for (v, m), x in final.items()}, "trained": trained}
+    pure = [x for (v, _), x in final.items() if v == "attention"] + [trained["attention"]]
+    if max(pure) >= p["collapsed"]:
+        return Verdict("refuted", "pure attention did not collapse with depth", numbers)
+    failing = [f"{v} ({where})" for v in ("attention+skip", "attention+mlp")
+               for where, x in [(m, final[(v, m)]) for m in ("bidirectional", "causal")] + [("trained", trained[v])]
+               if x <= p["kept"]]
+    numbers["not_holding"] = failing
+    if not failing:
+        return Verdict("supported", "pure attention collapses under both masks; skips and MLPs each stop it", numbers)
+    return Verdict("nuanced", f"pure attention collapses, but {', '.join(failing)} did not hold its rank", numbers)
+
+
+RULES = {
+    "C03": Rule("C03", "random bidirectional attention with n/d >= 8 is numerically low-rank (float32 rank below "
+                "0.9 n), at every such head size", {"min_seeds": 5, "n_over_d": 8, "most": 0.9},
+                _c03_decide, seeds=_spectra_seeds),
+    "C04": Rule("C04", "causal attention is full rank in float32 on the same yardstick, and a small causal head can "
+                "therefore fit any causal attention pattern", {"min_seeds": 5, "few": 0.1, "fit_kl": 0.02},
+                _c04_decide, seeds=_fit_seeds),
+    "C05": Rule("C05", "full-rank causal heads still face a head-size bottleneck when fitting random causal targets",
+                {"min_seeds": 5, "fit_kl": 0.02}, _c05_decide, seeds=_fit_seeds),
+    "C06": Rule("C06", "at equal parameters, trained until flat, many small heads lose to few large ones, and a fixed "
+                "head size recovers the loss", {"min_seeds": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE,
+                                                 "margin": 0.01, "gate_nats": 0.5, "still_falling": 0.01},
+                _c06_decide, seeds=_heads_seeds),
+    "C07": Rule("C07", "pure attention collapses to rank one with depth under both masks, and skip connections or "
+                "MLPs each stop it (random and trained layers)", {"min_seeds": 5, "collapsed": 1e-2, "kept": 0.1},
+                _c07_decide, seeds=_collapse_seeds),
+}
 
 
 if __name__ == "__main__":
