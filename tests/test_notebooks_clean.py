@@ -28,3 +28,43 @@ def test_notebook_source_has_no_control_characters(path):
     bad = [(i, repr(ch)) for i, c in enumerate(nb["cells"]) for ch in "".join(c["source"])
            if ord(ch) < 32 and ch not in "\n"]
     assert not bad, f"{path.name}: control characters (cell, char) {bad[:5]}; write a backslash as \\\\ in the JSON"
+
+
+#: What a digit in a markdown cell may belong to without having been computed: glue, math,
+#: code, citations and links; claim ids, years, source ids; list numbers; names that carry
+#: digits (GPT-2, T5, float32, 1.3B, 4-digit); table, figure and section numbers; and the
+#: confidence level of every interval in the book.
+PROSE_ALLOWED = [
+    r"\{glue:[a-z]+\}`[^`]*`", r"\{cite:[a-z]+\}`[^`]*`", r"\{(doc|numref|ref)\}`[^`]*`",
+    r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"``[^`]*``", r"`[^`\n]*`", r"\]\([^)]*\)",
+    r"\bC\d\d\b", r"\b(19|20)\d\d\b", r"\b00\d\b",
+    r"(?m)^\s*\d+\.\s", r"\b[A-Za-z]+\w*-?\d[\w.]*", r"\b\d[\d.]*[A-Za-z]+\b", r"\b\d+-[a-z]+",
+    r"\b(Tables?|Figure|Section|page|Llama)\s+\d[\d.]*(\s+and\s+\d+)?", r"\b95%",
+]
+
+
+def stray_digits(text: str) -> list[str]:
+    """The lines of a markdown cell that hold a digit not covered by :data:`PROSE_ALLOWED`."""
+    import re
+
+    for pattern in PROSE_ALLOWED:
+        text = re.sub(pattern, " ", text, flags=re.S)
+    return [line.strip() for line in text.splitlines() if re.search(r"\d", line)]
+
+
+def test_stray_digits_finds_typed_numbers_and_spares_the_allowed():
+    assert stray_digits("the loss fell to 1.42 nats") == ["the loss fell to 1.42 nats"]
+    assert stray_digits("with 800 steps") == ["with 800 steps"]
+    assert not stray_digits("{glue:text}`c08_gap:.2f` in C08 (2022), $n = 64$, GPT-2, Table 2, 95% interval")
+    assert not stray_digits("1. first\n2. second, `x = 3`, {cite:t}`haviv2022nope`, 1.3B, 4-digit")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_numbers_in_the_prose_are_glued(path):
+    """Every number a reader sees in the prose comes from the computation ({glue}), so
+    the text cannot drift from the data; a sentence that depends on the data is produced
+    by a code cell that chooses it."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    stray = [(i, line) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"
+             for line in stray_digits("".join(c["source"]))]
+    assert not stray, f"{path.name}: typed numbers in markdown cells (cell, line): {stray[:6]}"

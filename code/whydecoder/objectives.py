@@ -21,6 +21,8 @@ from .model import Transformer, sequence_loss
 from .text import N_SENTINELS, ByteTokenizer
 
 OBJECTIVES = ("full-lm", "prefix-lm", "masked-lm", "random-rate-masked-lm", "span-corruption")
+#: The share of tokens BERT's masked LM picks to predict (Devlin et al. 2019).
+BERT_MASK_RATE = 0.15
 
 
 @dataclass
@@ -113,7 +115,7 @@ def prefix_lm(chunks: torch.Tensor, arch: str, prefix_len: int, tok: ByteTokeniz
     return _conditional(arch, chunks[:, :prefix_len], chunks[:, prefix_len:], tok)
 
 
-def masked_lm(chunks: torch.Tensor, generator: torch.Generator, rate: float = 0.15, tok: ByteTokenizer = ByteTokenizer()) -> Batch:
+def masked_lm(chunks: torch.Tensor, generator: torch.Generator, rate: float = BERT_MASK_RATE, tok: ByteTokenizer = ByteTokenizer()) -> Batch:
     """BERT's masked LM: pick ``rate`` of the positions; of those 80% become ``<mask>``,
     10% a random byte, 10% stay; predict the original token at the picked positions.
 

@@ -1,0 +1,53 @@
+"""The papers' own numbers, shown beside the book's: one CSV per paper under
+``data/papers/``, one number per row, each with the table and page it comes from and the
+copy of the paper it was read from.
+
+Explained in "How to read this book" (the papers beside ours).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .paths import DATA
+
+PAPERS_DIR = DATA / "papers"
+COLUMNS = ("paper", "table", "page", "row", "column", "value", "unit", "source")
+
+
+def published(name: str, path: str | Path | None = None):
+    """The published numbers of one paper (``data/papers/<name>.csv``) as a pandas frame
+    with a float ``value`` column. Every row must name its paper, table and source and hold
+    a finite number; anything else is refused with the file and row named.
+
+    Defined in "How to read this book".
+    """
+    import pandas as pd
+
+    path = Path(path) if path is not None else PAPERS_DIR / f"{name}.csv"
+    if not path.is_file():
+        known = sorted(p.stem for p in PAPERS_DIR.glob("*.csv"))
+        raise ValueError(f"no published numbers {name!r} ({path}); the book has {known}")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if tuple(table.columns) != COLUMNS:
+        raise ValueError(f"{path}: columns {tuple(table.columns)}, expected {COLUMNS}")
+    for i, row in table.iterrows():
+        missing = [c for c in ("paper", "table", "row", "column", "unit", "source") if not row[c].strip()]
+        if missing:
+            raise ValueError(f"{path}, row {i + 2}: empty {missing}")
+        try:
+            value = float(row["value"])
+        except ValueError:
+            raise ValueError(f"{path}, row {i + 2}: value {row['value']!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{path}, row {i + 2}: value {row['value']!r} is not finite")
+    return table.assign(value=table["value"].astype(float))
+
+
+def value(table, row: str, column: str) -> float:
+    """The one number of ``table`` at ``row`` and ``column``. Defined in "How to read this book"."""
+    hit = table[(table["row"] == row) & (table["column"] == column)]
+    if len(hit) != 1:
+        raise ValueError(f"{len(hit)} numbers at row {row!r}, column {column!r}; expected one")
+    return float(hit["value"].iloc[0])

@@ -1,0 +1,46 @@
+"""The papers' numbers: every stored file loads, and a bad file is refused by name."""
+
+import pytest
+
+from whydecoder.papers import PAPERS_DIR, published, value
+
+NAMES = sorted(p.stem for p in PAPERS_DIR.glob("*.csv"))
+
+
+def test_there_are_published_numbers():
+    assert {"haviv2022_nope", "bhojanapalli2020_table1", "wang2022_zeroshot", "ding2024_table1"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_file_loads_with_its_sources(name):
+    table = published(name)
+    assert len(table) > 0 and table["source"].str.len().min() > 20 and table["table"].str.startswith("Table").all()
+
+
+def test_numbers_read_as_the_papers_print_them():
+    wang = published("wang2022_zeroshot")
+    assert value(wang, "CD:FLM", "EAI-Eval, after pretraining") == 44.2
+    assert value(wang, "ED:MLM", "T0-Eval, after multitask finetuning") == 60.6
+    assert value(published("haviv2022_nope"), "NoPos", "WikiText-103") == 20.97
+    assert value(published("bhojanapalli2020_table1"), "BERT-large, 32 heads of size d/h (336M parameters)",
+                 "SQuAD F1") == 90.45
+
+
+@pytest.mark.parametrize("text, message", [
+    ("paper,table\nx,y\n", "columns"),
+    ("paper,table,page,row,column,value,unit,source\nP,Table 1,1,r,c,abc,u,s\n", "'abc' is not a number"),
+    ("paper,table,page,row,column,value,unit,source\nP,Table 1,1,r,c,nan,u,s\n", "not finite"),
+    ("paper,table,page,row,column,value,unit,source\nP,,1,r,c,1,u,s\n", "empty \\['table'\\]"),
+])
+def test_bad_files_are_refused(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        published("bad", path)
+
+
+def test_unknown_paper_and_ambiguous_value():
+    with pytest.raises(ValueError, match="no published numbers 'nope'"):
+        published("nope")
+    with pytest.raises(ValueError, match="0 numbers at row 'x'"):
+        value(published("haviv2022_nope"), "x", "y")
