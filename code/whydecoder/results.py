@@ -158,6 +158,16 @@ def settings_dict(settings) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
 
 
+def judged_settings(settings, rules: dict) -> dict:
+    """The settings stored with (and required of) an experiment's results: the sizes of its
+    settings dataclass and the fingerprints of the rules that judge them, so that results
+    judged by a rule that has since changed no longer count. Defined in "How to read this
+    book"."""
+    from .verdicts import fingerprints
+
+    return settings_dict(settings) | {"rules": fingerprints(rules)}
+
+
 def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, command: str) -> dict:
     """Compute each named section (a zero-argument function) in order and return
     ``{"settings": ..., name: result, ...}``. With ``out``, store the results atomically

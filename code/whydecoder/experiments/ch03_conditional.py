@@ -22,12 +22,12 @@ from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, prefix_lm
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline
 from ..train import RunSizes, evaluate, train
-from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("conditional")
 T5_TABLE2_PATH = RESULTS_DIR.parent / "t5_table2.csv"
@@ -169,7 +169,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
                  for task in TASKS}
     sections["t5_variants"] = lambda: _t5_variants(s, corpus, progress)
     assert tuple(sections) == SECTIONS
-    return run_sections(sections, stored_settings(s), out, experiment_command("experiments.ch03_conditional", scale, out))
+    return run_sections(sections, judged_settings(s, RULES), out, experiment_command("experiments.ch03_conditional", scale, out))
 
 
 def _baselines(s: ConditionalSettings, corpus: dict) -> dict:
@@ -213,14 +213,8 @@ def t5_table2(path: str | Path = T5_TABLE2_PATH):
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if it holds every section under the current settings and rules,
     else ``None``. Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
-
-def stored_settings(s: ConditionalSettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "Encoder vs decoder
-    at equal parameters"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def _mean(runs: list[dict], metric: str = "target_loss") -> float:

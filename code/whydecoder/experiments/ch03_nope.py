@@ -27,12 +27,18 @@ from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm
 from ..paths import results_dir
 from ..probes import permutation_gap
-from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import (
+    experiment_command,
+    experiment_main,
+    judged_settings,
+    per_seed_sections,
+    run_sections,
+)
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline, with_bos
 from ..train import RunSizes, evaluate, train
-from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("nope")
 # name -> (arch, position)
@@ -194,14 +200,8 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     corpus = {split: corpus_tokens(split) for split in ("train", "val")}
     sections = {"baseline": lambda: unigram_baseline(corpus["train"], corpus["val"])}
     sections |= per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, corpus, progress))
-    return run_sections(sections, stored_settings(s), out, experiment_command("experiments.ch03_nope", scale, out))
+    return run_sections(sections, judged_settings(s, RULES), out, experiment_command("experiments.ch03_nope", scale, out))
 
-
-def stored_settings(s: NopeSettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "Encoder vs decoder
-    at equal parameters"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def all_runs(results: dict) -> list[dict]:
@@ -213,7 +213,7 @@ def all_runs(results: dict) -> list[dict]:
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 
 def summary(runs: list[dict]) -> dict[str, dict]:

@@ -35,12 +35,18 @@ from ..generate import generate, unmask_generate
 from ..model import Transformer, sequence_loss
 from ..objectives import full_lm, masked_lm, random_rate_masked_lm
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import (
+    experiment_command,
+    experiment_main,
+    judged_settings,
+    per_seed_sections,
+    run_sections,
+)
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline, with_bos
 from ..train import RunSizes, train
-from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("unmasking")
 TOK = ByteTokenizer()
@@ -204,13 +210,13 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     sections = {"baseline": lambda: {"nll": unigram_baseline(train_ids, rows[:, s.prompt:])["nats_per_byte"],
                                      "blank": unigram_baseline(train_ids, rows[:, s.length // 2])["majority_accuracy"]}}
     sections |= per_seed_sections(VARIANTS, s.seeds, lambda name, seed: _one_run(name, seed, s, data, progress))
-    return run_sections(sections, stored_settings(s), out, experiment_command("experiments.ch03_unmasking", scale, out))
+    return run_sections(sections, judged_settings(s, RULES), out, experiment_command("experiments.ch03_unmasking", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
     decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 
 def per_seed(results: dict, name: str, metric: str) -> dict:
@@ -286,12 +292,6 @@ RULES = {"C14": Rule(
     "C14", "an encoder-only (masked) LM generates worse than a causal LM and suits understanding tasks",
     {"min_seeds": 5, "margin": 0.1, "gate_nats": 0.5, "gate_accuracy": 0.05}, _c14_decide, seeds=_c14_seeds)}
 
-
-def stored_settings(s: UnmaskingSettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "Encoder vs decoder
-    at equal parameters"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 if __name__ == "__main__":

@@ -50,12 +50,12 @@ from ..rank import (
     rank_one_residual,
     singular_values,
 )
-from ..results import experiment_command, experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train
-from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("lowrank")
 SECTIONS = ("baseline", "spectra", "fitting", "collapse", "heads", "trained", "collapse_trained")
@@ -326,18 +326,12 @@ def collapse_on_minilm(s: LowRankSettings) -> dict:
     return {"model": "all-MiniLM-L6-v2", "tokens": ids.shape[1], "ratios": trained_collapse(minilm, hidden)}
 
 
-def stored_settings(s: LowRankSettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "The low-rank
-    argument, tested"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
-
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload at ``path`` if it holds every section under the current settings
     and rules, else ``None`` (absent, or a run still in progress). Defined in the chapter
     "The low-rank argument, tested"."""
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True,
@@ -357,7 +351,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     unknown = [name for name in sections if name not in steps]
     if unknown:
         raise ValueError(f"unknown section {unknown[0]!r}; expected some of {tuple(steps)}")
-    return run_sections({name: steps[name] for name in sections}, stored_settings(s), out, command)
+    return run_sections({name: steps[name] for name in sections}, judged_settings(s, RULES), out, command)
 
 
 def is_low_rank(row: dict) -> bool:

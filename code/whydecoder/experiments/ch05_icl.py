@@ -29,10 +29,10 @@ from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_encoder_decoder, pa
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..scale import current_scale
-from ..verdicts import Rule, Verdict, compare, fingerprints, learned, paired_differences, t_interval
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("icl")
 ICL_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
@@ -458,20 +458,15 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
                 "regression": lambda: _regression_section(s, progress),
                 "few_shot": lambda: _few_shot_section(s, progress)}
     assert tuple(sections) == SECTIONS
-    return run_sections(sections, stored_settings(s), out, command)
+    return run_sections(sections, judged_settings(s, RULES), out, command)
 
-
-def stored_settings(s: ICLSettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "In-context learning"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if it holds every section under the current settings and rules,
     else ``None``. Defined in the chapter "In-context learning".
     """
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 
 def format_baseline(kind: str, max_shots: int, n_symbols: int) -> float:

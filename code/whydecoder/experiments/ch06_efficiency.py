@@ -17,6 +17,7 @@ Explained in the chapter "Efficiency: the KV cache".
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -35,11 +36,11 @@ from ..accounting import (
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer
-from ..verdicts import Rule, Verdict, compare, fingerprints, t_interval
+from ..verdicts import Rule, Verdict, compare, t_interval
 
 RESULTS_DIR = results_dir("efficiency")
 SECTIONS = ("reuse", "decode_steps", "dialogue")
@@ -369,27 +370,20 @@ def run(scale: str | None = None, out: str | Path | None = None, seed: int = 0, 
         return out_rows
 
     sections = {"reuse": lambda: reuse_checks(s, progress), "decode_steps": decode, "dialogue": dialogue}
-    return run_sections(sections, stored_settings(s), out, command)
+    return run_sections(sections, judged_settings(s, RULES), out, command)
 
-
-def stored_settings(s: EfficiencySettings) -> dict:
-    """The settings stored with (and required of) the results: the sizes and the
-    fingerprints of the rules that judge them. Defined in the chapter "Efficiency: the KV cache"."""
-    return settings_dict(s) | {"rules": fingerprints(RULES)}
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete (every section, the current full settings and
     rules), else ``None``. Defined in the chapter "Efficiency: the KV cache"."""
-    return load_stored(path, SECTIONS, stored_settings(SETTINGS["full"]))
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 
 def growth_exponents(rows: list[dict], key: str) -> list[float]:
     """Per timed repeat, the least-squares slope of log(seconds) against log(context) over
     the decode-step rows: 1 is linear growth, 0 none. ``key`` is ``"timings_cached"`` or
     ``"timings_uncached"``. Defined in the chapter "Efficiency: the KV cache"."""
-    import math
-
     x = [math.log(r["context"]) for r in rows]
     mx = sum(x) / len(x)
     slopes = []
