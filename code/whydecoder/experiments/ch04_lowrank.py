@@ -106,7 +106,7 @@ SETTINGS = {
     "full": LowRankSettings(n=256, head_sizes=(2, 4, 8, 16, 32, 64), scales=(0.25, 0.5, 1.0, 2.0, 4.0),
                             seeds=(0, 1, 2, 3, 4), fit_n=32, fit_heads=(1, 2, 4, 8, 16, 32), fit_steps=800,
                             collapse_depth=16, lm_width=128, lm_heads=(1, 8), fixed_head=32, lm_layers=2,
-                            lm_seq=128, lm_batch=16, lm_steps=1500, attn_n=128),
+                            lm_seq=128, lm_batch=16, lm_steps=800, attn_n=128),
 }
 
 
