@@ -1,11 +1,14 @@
 """C09/C10 machinery: task instances, pretraining rows and wiring, prompted batches, the
 grid's configurations and the verdict logic."""
 
+import math
+
 import pytest
 import torch
 
 from whydecoder.experiments import ch03_zeroshot as z
 from whydecoder.model import Transformer
+from whydecoder.verdicts import OUTCOMES
 
 TOK = z.TOK
 
@@ -76,45 +79,74 @@ def test_prompted_batch_scores_the_answer_only():
     assert ed.source.shape == (3, prompt_len) and ed.loss_mask.all()
 
 
-def fake_results(pre, post, seeds=3):
-    """Held-out loss per cell before and after finetuning (with tiny seed noise)."""
-    out = {}
-    for cell in z.CELLS:
-        out[cell] = [{"cell": cell, "seed": s, **{stage: {t: {"loss": value[cell] + 0.001 * s * (i + 1), "exact_match": 0.0}
-                                                            for i, t in enumerate(z.TASKS)}
-                                                   for stage, value in (("pretrained", pre), ("finetuned", post))}}
-                     for s in range(seeds)]
+def fake_results(pre, post, control=None, seeds=5, noise=0.001):
+    """Held-out loss per cell after pretraining, the finetune and the control (more
+    pretraining; default: as after pretraining), with a seed noise that differs by cell."""
+    control = control or pre
+    out = {"settings": {"word_length": 5}}
+    for j, cell in enumerate(z.CELLS):
+        out[cell] = [{"cell": cell, "seed": s, **{
+            stage: {t: {"loss": value[cell] + noise * (((s + j) % 3) - 1) * (i + 1), "exact_match": 0.0}
+                    for i, t in enumerate(z.TASKS)}
+            for stage, value in (("pretrained", pre), ("finetuned", post), ("control", control))}}
+            for s in range(seeds)]
     return out
 
 
 BASE = {"CD:FLM": 1.0, "ND:PLM": 1.2, "ED:PLM": 1.3, "CD:MLM": 2.0, "ND:MLM": 2.1, "ED:MLM": 2.2}
+FLIPPED = dict(BASE, **{"ED:MLM": 0.8})
 
 
-def test_c09_and_c10_verdicts():
-    flipped = dict(BASE, **{"ED:MLM": 0.8})
-    r = fake_results(BASE, flipped)
+def test_format_baseline_guesses_the_letters_only():
+    assert z.format_baseline("reverse", 5) == pytest.approx(5 * math.log(26) / 7)  # " edcba\n"
+    assert z.format_baseline("last", 5) == pytest.approx(math.log(26) / 3)
+    assert z.held_out_baseline(5) == pytest.approx(sum(z.format_baseline(t, 5) for t in z.HELD_OUT_TASKS) / 4)
+
+
+@pytest.mark.parametrize("pre, noise, outcome", [
+    (BASE, 0.001, "supported"),
+    (dict(BASE, **{"ND:PLM": 0.9}), 0.001, "refuted"),  # another cell is better
+    (dict(BASE, **{"ND:PLM": 1.0}), 0.001, "nuanced"),  # tied at the top
+    (dict(BASE, **{"ND:PLM": 1.04}), 0.05, "inconclusive"),  # too noisy to tell
+    ({c: 2.5 for c in BASE}, 0.001, "inconclusive"),  # CD:FLM learned nothing
+])
+def test_c09_rule_reaches_every_outcome(pre, noise, outcome):
+    assert z.RULES["C09"](fake_results(pre, BASE, noise=noise)).outcome == outcome
+
+
+@pytest.mark.parametrize("post, control, noise, outcome", [
+    (FLIPPED, None, 0.001, "supported"),  # ED:MLM gains beyond the control and overtakes CD:FLM
+    (dict(BASE, **{"ED:PLM": 1.1}), None, 0.001, "nuanced"),  # a gain, no flip
+    (dict(BASE, **{"ED:PLM": 1.3}), dict(BASE, **{"ED:PLM": 1.3}), 0.001, "refuted"),  # no gain, CD ahead
+    (FLIPPED, dict(BASE, **{"ED:MLM": 0.8}), 0.001, "nuanced"),  # flips, but more pretraining did as well
+    (dict(BASE, **{"ED:PLM": 1.02}), None, 0.05, "inconclusive"),  # too noisy to tell
+    (dict(BASE, **{"ED:PLM": 2.4, "ED:MLM": 2.6}), None, 0.001, "inconclusive"),  # no ED learned the tasks
+])
+def test_c10_rule_reaches_every_outcome(post, control, noise, outcome):
+    assert z.RULES["C10"](fake_results(BASE, post, control, noise=noise)).outcome == outcome
+
+
+def test_rules_need_five_seeds_and_gaps_are_intervals():
+    assert z.RULES["C09"](fake_results(BASE, BASE, seeds=3)).outcome == "inconclusive"
+    r = fake_results(BASE, FLIPPED)
     assert z.ranking(r, "pretrained")[0] == "CD:FLM" and z.ranking(r, "finetuned")[0] == "ED:MLM"
-    assert z.c09_verdict(r) == "supported" and z.c10_verdict(r) == "supported"
-    assert z.c10_verdict(fake_results(BASE, BASE)) == "refuted"  # the encoder-decoder stays behind
-    narrowed = dict(BASE, **{"ED:PLM": 1.1})  # the finetune closes most of the gap, no flip
-    assert z.c10_verdict(fake_results(BASE, narrowed)) == "nuanced"
-    assert z.gap_closed_by_finetune(fake_results(BASE, narrowed), "ED:PLM")[0] == pytest.approx(0.2)
-    assert z.c09_verdict(fake_results(dict(BASE, **{"ND:PLM": 0.9}), BASE)) == "refuted"
-    tied = fake_results(dict(BASE, **{"ND:PLM": 1.0}), dict(BASE, **{"ED:PLM": 1.0}))
-    assert z.c09_verdict(tied) == "nuanced" and z.c10_verdict(tied) == "nuanced"
-    gap, se = z.cell_gap(r, "ED:MLM", "CD:FLM", "finetuned")
-    assert gap == pytest.approx(-0.2) and se < 1e-3
+    gap = z.cell_gap(r, "ED:MLM", "CD:FLM", "finetuned")
+    assert gap.mean == pytest.approx(-0.2, abs=0.01) and gap.low < gap.mean < gap.high and gap.n == 5
     with pytest.raises(ValueError, match="unknown stage 'before'"):
         z.held_out_score(r["CD:FLM"][0], "before")
 
 
-def test_smoke_run_scores_every_task_twice():
+def test_smoke_run_scores_every_task_at_every_stage():
     res = z.run("smoke", progress=False)
     for cell in z.CELLS:
         assert len(res[cell]) == len(z.SETTINGS["smoke"].seeds)
         for r in res[cell]:
-            assert set(r["pretrained"]) == set(r["finetuned"]) == set(z.TASKS)
+            assert set(r["pretrained"]) == set(r["finetuned"]) == set(r["control"]) == set(z.TASKS)
     # the multitask finetune lowers the loss on the tasks it trains on
     ft = [r["finetuned"][t]["loss"] < r["pretrained"][t]["loss"] for cell in z.CELLS for r in res[cell]
           for t in z.FINETUNE_TASKS]
     assert all(ft)
+    for claim in ("C09", "C10"):  # two smoke seeds: fewer than the rules ask for
+        assert z.RULES[claim](res).outcome == "inconclusive"
+    settings = dict(res["settings"], seeds=[0, 1, 2, 3, 4])
+    assert z._c09_decide(dict(res, settings=settings), z.RULES["C09"].parameters).outcome in OUTCOMES

@@ -13,12 +13,17 @@ a finetune on four tasks alone makes the models forget the others). Every model 
 on the held-out tasks, prompted the same way, after pretraining ("zero-shot") and after
 the finetune: the loss of the right answer in nats
 per byte and exact match (the greedy answer is entirely right, computed with teacher
-forcing). The encoder-decoder has an encoder and a decoder as deep as the decoders (about
-twice their parameters at about the same FLOPs per example, as in Wang et al. and T5).
+forcing). A control spends the finetune's steps on more pretraining instead, from the same
+pretrained weights, so that what the finetune adds can be told from what more steps add.
+The encoder-decoder has an encoder and a decoder as deep as the decoders (about twice their
+parameters at about the same FLOPs per example, as in Wang et al. and T5). Claims C09 and
+C10 are decided by :data:`RULES`.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +33,12 @@ from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, prefix_lm, span_corruption
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, per_seed_sections, run_sections, settings_dict
+from ..results import experiment_command, experiment_main, judged_settings, per_seed_sections, run_sections
 from ..results import load_complete as load_stored
 from ..scale import current_scale
-from ..stats import mean_and_se
 from ..text import ByteTokenizer, corpus_tokens
 from ..train import RunSizes, TrainConfig, evaluate, train
+from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 from .ch03_conditional import exact_match
 
 RESULTS_DIR = results_dir("zeroshot")
@@ -62,7 +67,9 @@ CELLS = {
     "ED:MLM": ("encoder-decoder", "span-corruption"),
 }
 SECTIONS = tuple(CELLS)  # one stored section per cell, so a long run resumes
-STAGES = ("pretrained", "finetuned")
+#: What a run is scored after: pretraining, the multitask finetune, and the control (the
+#: finetune's steps spent on more pretraining, from the same pretrained weights).
+STAGES = ("pretrained", "finetuned", "control")
 
 
 def instance(task: str, word: str) -> tuple[str, str]:
@@ -153,7 +160,7 @@ SETTINGS = {
     "smoke": ZeroShotSettings(d_model=32, n_layers=2, n_heads=2, steps=40, finetune_steps=20, batch=16, length=48,
                               task_share=0.8, seeds=(0, 1), eval_examples=16),
     "full": ZeroShotSettings(d_model=64, n_layers=4, n_heads=4, steps=1600, finetune_steps=300, batch=32, length=64,
-                             task_share=0.8, seeds=(0, 1, 2), eval_examples=128),
+                             task_share=0.8, seeds=(0, 1, 2, 3, 4), eval_examples=128),
 }
 
 
@@ -186,6 +193,11 @@ def _one_run(cell: str, seed: int, s: ZeroShotSettings, corpus: torch.Tensor, pr
 
     pre = train(model, pretraining, s.train_config(seed, progress))
     scores = {"pretrained": score_tasks(model, TASKS, s)}
+    more = TrainConfig(steps=s.finetune_steps, lr=s.finetune_lr, warmup=max(1, s.finetune_steps // 10), seed=seed,
+                       progress=progress)
+    control = copy.deepcopy(model)  # the same weights, the finetune's steps spent on pretraining batches
+    train(control, pretraining, more)
+    scores["control"] = score_tasks(control, TASKS, s)
 
     def finetune_batch(g):  # a prompted batch of one finetuning task, or (replay) a pretraining batch
         if float(torch.rand(1, generator=g)) < s.finetune_replay:
@@ -193,8 +205,7 @@ def _one_run(cell: str, seed: int, s: ZeroShotSettings, corpus: torch.Tensor, pr
         task = FINETUNE_TASKS[int(torch.randint(len(FINETUNE_TASKS), (1,), generator=g))]
         return prompted_batch(task, arch, s.batch, int(torch.randint(3, 7, (1,), generator=g)), g)
 
-    ft = train(model, finetune_batch, TrainConfig(steps=s.finetune_steps, lr=s.finetune_lr,
-                                                  warmup=max(1, s.finetune_steps // 10), seed=seed, progress=progress))
+    ft = train(model, finetune_batch, more)
     scores["finetuned"] = score_tasks(model, TASKS, s)
     return {"cell": cell, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "pretrain_losses": pre.losses, "finetune_losses": ft.losses, **scores}
@@ -208,13 +219,28 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     s = SETTINGS[scale]
     corpus = corpus_tokens("train")
     sections = per_seed_sections(CELLS, s.seeds, lambda cell, seed: _one_run(cell, seed, s, corpus, progress))
-    return run_sections(sections, settings_dict(s), out, experiment_command("experiments.ch03_zeroshot", scale, out))
+    return run_sections(sections, judged_settings(s, RULES), out, experiment_command("experiments.ch03_zeroshot", scale, out))
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored payload if complete, else ``None``. Defined in the chapter "Encoder vs
-    decoder at equal parameters"."""
-    return load_stored(path, SECTIONS, settings_dict(SETTINGS["full"]))
+    """The stored payload if complete under the current settings and rules, else ``None``.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
+
+
+def format_baseline(task: str, word_length: int) -> float:
+    """Answer loss (nats per byte) of a model that knows only the answer's format: its
+    length, the space before it and the newline after it, and that each letter is one of
+    26, guessed uniformly. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    prompt, answer = instance(task, "a" * word_length)
+    letters = sum(c in LETTERS for c in answer)
+    return letters * math.log(26) / len(answer)
+
+
+def held_out_baseline(word_length: int) -> float:
+    """:func:`format_baseline` averaged over the held-out tasks (the gate of C09 and C10).
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    return sum(format_baseline(t, word_length) for t in HELD_OUT_TASKS) / len(HELD_OUT_TASKS)
 
 
 def held_out_score(run: dict, stage: str, metric: str = "loss") -> float:
@@ -225,27 +251,17 @@ def held_out_score(run: dict, stage: str, metric: str = "loss") -> float:
     return sum(run[stage][t][metric] for t in HELD_OUT_TASKS) / len(HELD_OUT_TASKS)
 
 
-def _seed_gaps(results: dict, a: str, b: str, stage: str) -> dict[int, float]:
-    """Held-out answer loss of cell ``a`` minus cell ``b`` at ``stage``, seed by seed."""
-    la = {r["seed"]: held_out_score(r, stage) for r in results[a]}
-    lb = {r["seed"]: held_out_score(r, stage) for r in results[b]}
-    return {sd: la[sd] - lb[sd] for sd in sorted(la)}
+def per_seed(results: dict, cell: str, stage: str, metric: str = "loss") -> dict[int, float]:
+    """``{seed: held-out score}`` of one cell at ``stage``. Defined in the chapter "Encoder
+    vs decoder at equal parameters"."""
+    return {r["seed"]: held_out_score(r, stage, metric) for r in results[cell]}
 
 
-def cell_gap(results: dict, a: str, b: str, stage: str) -> tuple[float, float]:
-    """Held-out answer loss of cell ``a`` minus cell ``b`` at ``stage`` (negative: ``a`` is
-    better), mean over seeds (paired) and its standard error. Defined in the chapter
-    "Encoder vs decoder at equal parameters"."""
-    return mean_and_se(list(_seed_gaps(results, a, b, stage).values()))
-
-
-def gap_closed_by_finetune(results: dict, a: str, b: str = "CD:FLM") -> tuple[float, float]:
-    """How much of cell ``a``'s held-out loss gap to cell ``b`` the multitask finetune
-    closes: ``(a - b) after pretraining - (a - b) after finetuning``, per seed (positive:
-    ``a`` gained more), with its standard error. Defined in the chapter "Encoder vs decoder
-    at equal parameters"."""
-    before, after = (_seed_gaps(results, a, b, stage) for stage in STAGES)
-    return mean_and_se([before[sd] - after[sd] for sd in before])
+def cell_gap(results: dict, a: str, b: str, stage: str, stage_b: str | None = None) -> Interval:
+    """Held-out answer loss of cell ``a`` at ``stage`` minus cell ``b`` at ``stage_b``
+    (default the same stage), paired by seed, with its 95% t-interval (negative: ``a`` is
+    better). Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    return t_interval(paired_differences(per_seed(results, a, stage), per_seed(results, b, stage_b or stage)))
 
 
 def ranking(results: dict, stage: str) -> list[str]:
@@ -255,35 +271,110 @@ def ranking(results: dict, stage: str) -> list[str]:
     return sorted(CELLS, key=mean.get)
 
 
-def _versus(results: dict, a: str, b: str, stage: str) -> int:
-    """+1 if ``a`` is better than ``b`` by more than two standard errors, -1 if worse, else 0."""
-    gap, se = cell_gap(results, a, b, stage)
-    return 1 if gap < -2 * se else -1 if gap > 2 * se else 0
+def _mean(results: dict, cell: str, stage: str) -> float:
+    values = per_seed(results, cell, stage)
+    return sum(values.values()) / len(values)
 
 
-def c09_verdict(results: dict) -> str:
-    """C09 (the causal decoder with full LM generalises best zero-shot after pretraining):
-    ``supported`` if CD:FLM beats every other cell by more than two standard errors,
-    ``refuted`` if some cell beats it so, ``nuanced`` otherwise (tied at the top).
-    Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    versus = [_versus(results, "CD:FLM", other, "pretrained") for other in CELLS if other != "CD:FLM"]
-    return "supported" if all(v == 1 for v in versus) else "refuted" if any(v == -1 for v in versus) else "nuanced"
+def _seeds(results: dict) -> int:
+    return min(len(results[cell]) for cell in CELLS)
 
 
-def c10_verdict(results: dict) -> str:
-    """C10 (the encoder-decoder needs multitask finetuning to shine; after it the ranking
-    can flip), judged on the better encoder-decoder cell after finetuning against CD:FLM:
-    ``supported`` if it was behind CD:FLM after pretraining and is ahead after finetuning
-    (each by more than two standard errors); ``refuted`` if it is still behind after
-    finetuning and the finetune did not close its gap by more than two standard errors
-    either; ``nuanced`` otherwise (for example the finetune narrows the gap but no flip).
-    Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    best_ed = next(c for c in ranking(results, "finetuned") if c.startswith("ED"))
-    before, after = (_versus(results, best_ed, "CD:FLM", stage) for stage in STAGES)
-    if before == -1 and after == 1:
-        return "supported"
-    closed, se = gap_closed_by_finetune(results, best_ed)
-    return "refuted" if after == -1 and not closed > 2 * se else "nuanced"
+def _reading(gap: Interval, margin: float) -> str:
+    """``a`` minus ``b`` in loss: lower is better for ``a``."""
+    return {"lower": "better", "higher": "worse"}.get(compare(gap, margin), compare(gap, margin))
+
+
+def _c09_decide(results: dict, p: dict) -> Verdict:
+    """C09: after pretraining only, CD:FLM against every other cell on the held-out tasks.
+
+    Gate: CD:FLM's mean held-out answer loss beats :func:`held_out_baseline` (a model that
+    knows only the answer format) by ``p["gate_nats"]``; else inconclusive. Then, per other
+    cell, the paired interval of CD:FLM minus that cell, read against a margin of
+    ``p["margin"]`` times the other cell's mean loss: CD:FLM better, worse, equivalent or
+    unclear. Supported when CD:FLM is better than every other cell; refuted when some cell
+    is better than it; inconclusive when a reading is unclear; nuanced otherwise (tied
+    with some).
+    """
+    baseline = held_out_baseline(results["settings"]["word_length"])
+    numbers = {"baseline": baseline, "CD:FLM": _mean(results, "CD:FLM", "pretrained")}
+    if not learned(numbers["CD:FLM"], baseline, lower_is_better=True, by=p["gate_nats"]):
+        return Verdict("inconclusive", f"CD:FLM did not learn the held-out tasks (loss {numbers['CD:FLM']:.2f} against "
+                       f"{baseline:.2f} for the answer format alone)", numbers)
+    readings = {}
+    for other in CELLS:
+        if other != "CD:FLM":
+            gap = cell_gap(results, "CD:FLM", other, "pretrained")
+            readings[other] = _reading(gap, p["margin"] * _mean(results, other, "pretrained"))
+            numbers[other] = {"gap": gap.__dict__, "reading": readings[other]}
+    numbers["readings"] = readings
+    if "worse" in readings.values():
+        return Verdict("refuted", f"{[c for c, r in readings.items() if r == 'worse']} generalised better zero-shot "
+                       "than CD:FLM", numbers)
+    if "unclear" in readings.values():
+        return Verdict("inconclusive", "an interval straddles its margin: more seeds are needed to tell", numbers)
+    if set(readings.values()) == {"better"}:
+        return Verdict("supported", "CD:FLM generalised best zero-shot, ahead of every other cell", numbers)
+    return Verdict("nuanced", f"CD:FLM is tied with {[c for c, r in readings.items() if r == 'equivalent']}", numbers)
+
+
+def _c10_decide(results: dict, p: dict) -> Verdict:
+    """C10, for each encoder-decoder cell (ED:PLM and ED:MLM, both fixed in advance).
+
+    Gate: after the finetune the cell beats :func:`held_out_baseline` by ``p["gate_nats"]``
+    (it learned the held-out tasks); a cell that did not is no evidence, and when none
+    did the verdict is inconclusive. For a cell that passes, paired by seed:
+
+    - *needs the finetune*: its held-out loss after the finetune minus after the control
+      (the same steps spent on more pretraining) is lower beyond ``p["margin"]`` (times the
+      control's loss);
+    - *the ranking flips*: after the finetune it is better than CD:FLM after its own
+      finetune, beyond the same margin.
+
+    Supported when some passing cell needs the finetune and flips; refuted when no passing
+    cell gains from the finetune beyond the control and CD:FLM stays ahead of all of them;
+    inconclusive when a reading is unclear; nuanced otherwise (for example a gain but no
+    flip).
+    """
+    baseline = held_out_baseline(results["settings"]["word_length"])
+    numbers = {"baseline": baseline, "passing": []}
+    gains, flips = {}, {}
+    for cell in ("ED:PLM", "ED:MLM"):
+        mean = _mean(results, cell, "finetuned")
+        gain = cell_gap(results, cell, cell, "finetuned", "control")
+        flip = cell_gap(results, cell, "CD:FLM", "finetuned")
+        gains[cell] = _reading(gain, p["margin"] * _mean(results, cell, "control"))
+        flips[cell] = _reading(flip, p["margin"] * _mean(results, "CD:FLM", "finetuned"))
+        numbers[cell] = {"finetuned": mean, "finetune_minus_control": gain.__dict__, "gain": gains[cell],
+                         "minus_CD:FLM": flip.__dict__, "flip": flips[cell]}
+        if learned(mean, baseline, lower_is_better=True, by=p["gate_nats"]):
+            numbers["passing"].append(cell)
+    passing = numbers["passing"]
+    if not passing:
+        return Verdict("inconclusive", f"no encoder-decoder learned the held-out tasks, even after the finetune "
+                       f"(baseline {baseline:.2f} nats/byte)", numbers)
+    if any(gains[c] == "better" and flips[c] == "better" for c in passing):
+        return Verdict("supported", "an encoder-decoder gained from the finetune beyond more pretraining and overtook "
+                       "CD:FLM", numbers)
+    if any("unclear" in (gains[c], flips[c]) for c in passing):
+        return Verdict("inconclusive", "an interval straddles its margin: more seeds are needed to tell", numbers)
+    if all(gains[c] != "better" and flips[c] == "worse" for c in passing):
+        return Verdict("refuted", "the finetune did no more for the encoder-decoder than more pretraining, and CD:FLM "
+                       "stayed ahead", numbers)
+    return Verdict("nuanced", "; ".join(f"{c}: finetune {gains[c]} than the control, {flips[c]} than CD:FLM"
+                                        for c in passing), numbers)
+
+
+RULES = {
+    "C09": Rule("C09", "after self-supervised pretraining only, the causal decoder with next-token prediction (CD:FLM) "
+                "has the lowest held-out answer loss of the six cells", {"min_seeds": 5, "margin": 0.05,
+                                                                          "gate_nats": 0.25},
+                _c09_decide, seeds=_seeds),
+    "C10": Rule("C10", "the multitask finetune helps an encoder-decoder beyond the same steps of more pretraining, "
+                "and after it the encoder-decoder overtakes CD:FLM", {"min_seeds": 5, "margin": 0.05,
+                                                                       "gate_nats": 0.25},
+                _c10_decide, seeds=_seeds),
+}
 
 
 if __name__ == "__main__":
