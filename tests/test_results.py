@@ -5,7 +5,16 @@ import json
 
 import pytest
 
-from whydecoder.results import check_writable, experiment_main, load_complete, load_result, run_sections, save_result
+from whydecoder.results import (
+    check_writable,
+    experiment_main,
+    load_complete,
+    load_result,
+    merge_results,
+    only_sections,
+    run_sections,
+    save_result,
+)
 
 SETTINGS = {"steps": 10, "sizes": [1, 2]}
 
@@ -140,3 +149,63 @@ def test_a_run_is_never_resumed_under_other_code(tmp_path, monkeypatch):
         run_sections({"a": lambda: [1], "b": lambda: [2]}, SETTINGS, path, command="x")
     # a complete file needs no resume: it is read as it is
     assert run_sections({"a": lambda: pytest.fail("recomputed")}, SETTINGS, path, command="x")["a"] == [1]
+
+
+def _parts(tmp_path):
+    """One experiment of three sections run as two processes would run it (``--sections``)."""
+    sections = {"a": lambda: [1], "b": lambda: [2], "c": lambda: [3]}
+    first, second = tmp_path / "part1.json", tmp_path / "part2.json"
+    with only_sections(["a", "c"]):
+        run_sections(sections, SETTINGS, first, command="x")
+    with only_sections(["b"]):
+        run_sections(sections, SETTINGS, second, command="x")
+    return sections, first, second
+
+
+def test_a_run_split_by_sections_merges_into_one_complete_result(tmp_path):
+    sections, first, second = _parts(tmp_path)
+    assert set(load_result(first)["results"]) == {"settings", "a", "c"}
+    out = tmp_path / "full.json"
+    merge_results([first, second], out, command="x")
+    payload = load_complete(out, sections, SETTINGS)
+    assert payload["results"] == {"settings": SETTINGS, "a": [1], "b": [2], "c": [3]}
+    assert payload["provenance"]["sections"]["a"] == load_result(first)["provenance"]["sections"]["a"]
+    # and a run over the merged file recomputes nothing
+    assert run_sections({k: lambda: pytest.fail("recomputed") for k in sections}, SETTINGS, out, "x")["b"] == [2]
+
+
+def test_merging_refuses_overlapping_parts_other_settings_and_other_code(tmp_path):
+    sections, first, second = _parts(tmp_path)
+    with pytest.raises(ValueError, match="in more than one part"):
+        merge_results([first, first], tmp_path / "full.json", command="x")
+    other = tmp_path / "other.json"
+    with only_sections(["b"]):
+        run_sections(sections, dict(SETTINGS, steps=11), other, command="x")
+    with pytest.raises(ValueError, match="other settings"):
+        merge_results([first, other], tmp_path / "full.json", command="x")
+    payload = load_result(second)
+    payload["provenance"]["sections"]["b"]["code"] = "0123456789abcdef"
+    second.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match="different package code"):
+        merge_results([first, second], tmp_path / "full.json", command="x")
+    with pytest.raises(ValueError, match="at least two"):
+        merge_results([first], tmp_path / "full.json", command="x")
+
+
+def test_unknown_or_no_sections_are_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"\['z'\] are not sections"):
+        with only_sections(["z"]):
+            run_sections({"a": lambda: pytest.fail("ran")}, SETTINGS, tmp_path / "x.json", command="x")
+    with pytest.raises(ValueError, match="at least one section"):
+        with only_sections([]):
+            pass
+
+
+def test_the_command_line_runs_only_the_named_sections(tmp_path):
+    seen = {}
+
+    def run(scale, out):
+        seen["only"] = run_sections({"a": lambda: [1], "b": lambda: [2]}, SETTINGS, out, command="x")
+
+    experiment_main("demo", run, tmp_path, argv=["--scale", "full", "--sections", "b", "--out", str(tmp_path / "p.json")])
+    assert set(seen["only"]) == {"settings", "b"}

@@ -9,6 +9,8 @@ Explained in "How to read this book" (stored results).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
 import json
 import os
@@ -176,6 +178,13 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
 
     Defined in "How to read this book".
     """
+    only = _ONLY_SECTIONS.get()
+    if only is not None:
+        unknown = sorted(set(only) - set(sections))
+        if unknown:
+            raise ValueError(f"--sections {unknown} are not sections of this experiment; expected some of "
+                             f"{list(sections)}")
+        sections = {name: compute for name, compute in sections.items() if name in only}
     if out is not None:
         check_writable(out)  # before any work: a bad path fails now, not after the first section
     stored = load_result(out) if out is not None else None
@@ -199,6 +208,62 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
                 made[name] = {key: now[key] for key in ("commit", "date", "device")} | {"code": code}
                 save_result(out, results, command=command, sections=made)
     return results
+
+
+_ONLY_SECTIONS: contextvars.ContextVar = contextvars.ContextVar("only_sections", default=None)
+
+
+@contextlib.contextmanager
+def only_sections(names):
+    """Within this block, :func:`run_sections` computes only the sections named (the
+    command line's ``--sections``), so that one experiment can run as several processes,
+    each storing its own file, joined afterwards by :func:`merge_results`. Defined in "How
+    to read this book"."""
+    names = tuple(names)
+    if not names:
+        raise ValueError("--sections needs at least one section name")
+    token = _ONLY_SECTIONS.set(names)
+    try:
+        yield names
+    finally:
+        _ONLY_SECTIONS.reset(token)
+
+
+def merge_results(parts, out: str | os.PathLike, command: str) -> Path:
+    """Join stored results of one experiment run in parts (``--sections``) into ``out``.
+
+    Every part must hold the same settings, each section must come from one part only and
+    carry the provenance of the run that computed it, and all sections must have been made
+    by the same package code; anything else is refused, naming the file and what differs.
+    The merged file keeps each section's own provenance. Defined in "How to read this book".
+    """
+    parts = [Path(p) for p in parts]
+    if len(parts) < 2:
+        raise ValueError(f"merging needs at least two stored parts, got {[str(p) for p in parts]}")
+    check_writable(out)
+    results: dict = {}
+    made: dict = {}
+    for part in parts:
+        stored = load_result(part)
+        if stored is None:
+            raise ValueError(f"{part} does not exist")
+        settings = stored["results"].get("settings")
+        if "settings" in results and settings != results["settings"]:
+            raise ValueError(f"{part} was made under other settings than {parts[0]}")
+        results["settings"] = settings
+        sections = stored["provenance"].get("sections") or {}
+        for name, value in stored["results"].items():
+            if name == "settings":
+                continue
+            if name in results:
+                raise ValueError(f"section {name!r} is in more than one part (again in {part})")
+            if not (sections.get(name) or {}).get("code"):
+                raise ValueError(f"section {name!r} of {part} has no recorded provenance or code")
+            results[name], made[name] = value, sections[name]
+    codes = sorted({m["code"] for m in made.values()})
+    if len(codes) != 1:
+        raise ValueError(f"the parts were made by different package code {codes}; they cannot be merged")
+    return save_result(out, results, command=command, sections=made)
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -299,6 +364,11 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op CPU threads (default 1: the book's small models train fastest "
                              "single-threaded, and two runs side by side then share two cores)")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated sections to compute (the rest are left out), so that one run can "
+                             "be split across processes, each with its own --out")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="PART",
+                        help="join stored parts made with --sections into --out (or the default file) and exit")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -318,7 +388,17 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
         check_writable(out)
     except (OSError, ValueError) as err:
         parser.error(str(err))
-    run(scale, out)
+    if args.merge:
+        try:
+            merge_results(args.merge, out, experiment_command(module, scale, args.out))
+        except ValueError as err:
+            parser.error(str(err))
+    elif args.sections is not None:
+        names = [name.strip() for name in args.sections.split(",") if name.strip()]
+        with only_sections(names):
+            run(scale, out)
+    else:
+        run(scale, out)
     print(f"stored {out}")
 
 
