@@ -36,14 +36,19 @@ def _page(body: str, width: int = 600) -> str:
 
 
 GOOD = ('<p class="math">\\(f(x) = (x + c) \\bmod 16\\)</p>'
-        '<img src="dot.png" alt="A single dot" width="10">'
+        '<figure><img src="dot.png" alt="A single dot" width="10"><figcaption>Fig. 1 A dot.</figcaption></figure>'
         '<a href="good.html#top">self</a> <a href="index.html">home</a> <a href="https://example.org/">out</a>'
         '<table><tr><td>1</td><td>2</td></tr></table>')
 BAD = {
     # the bug this check was built for: a JSON "\bmod" became a backspace followed by "mod"
     "math.html": ('<p class="math">\\(f(x) = (x + c) \bmod 16\\)</p>', "MathJax error"),
-    "image.html": ('<img src="missing.png" alt="A missing picture">', "image did not load"),
-    "alt.html": ('<img src="dot.png" alt="dot.png">', "image without real alt text"),
+    "image.html": ('<figure><img src="missing.png" alt="A missing picture"><figcaption>Gone.</figcaption></figure>',
+                   "image did not load"),
+    "alt.html": ('<figure><img src="dot.png" alt="dot.png"><figcaption>A dot.</figcaption></figure>',
+                 "image without real alt text"),
+    "caption.html": ('<img src="dot.png" alt="A single dot">', "figure without a caption"),
+    "empty-caption.html": ('<figure><img src="dot.png" alt="A single dot"><figcaption> </figcaption></figure>',
+                           "figure without a caption"),
     "console.html": ('<script>console.error("boom")</script>', "console error"),
     "script.html": ("<script>undefinedFunction()</script>", "script error"),
     "request.html": ('<script src="https://example.org/x.js"></script>', "request outside the site"),

@@ -9,8 +9,8 @@ downloads nothing here), saves a full-page screenshot of each for review, and re
 
 - a MathJax error (``Math input error``) on any page;
 - an image that did not load;
-- an image without real alt text (none, or a file name): with ``--alt-text`` (the book's
-  figures do not all have alt text yet; without the flag these are listed as warnings);
+- an image without real alt text (none, or a file name);
+- an image in the text that is not a figure with a caption (``<figure>`` with ``<figcaption>``);
 - a console error or an uncaught script error from the book's own pages;
 - a request that leaves the site's folder (the book must read offline);
 - an internal link, or its ``#anchor``, that does not resolve;
@@ -169,6 +169,10 @@ async (wideSelector) => {
       e => e.getAttribute("data-mjx-error") || e.textContent),
     brokenImages: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute("src")),
     images: images.map(i => [i.getAttribute("src"), i.getAttribute("alt")]),
+    uncaptioned: Array.from(article.querySelectorAll("img")).filter(i => {
+      const figure = i.closest("figure");
+      return !(figure && figure.querySelector("figcaption") && figure.querySelector("figcaption").textContent.trim());
+    }).map(i => i.getAttribute("src")),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.getAttribute("href")),
     wide: wide,
   };
@@ -186,7 +190,7 @@ def poor_alt_text(src: str, alt: str | None) -> bool:
 
 
 def check_site(root: str | Path, screenshots: str | Path | None = None, pages: list[Path] | None = None,
-               check_alt_text: bool = True, width: int = 1280, height: int = 900) -> list[Problem]:
+               width: int = 1280, height: int = 900) -> list[Problem]:
     """Open every page under ``root`` (or just ``pages``) in headless Chromium; return the
     problems found and save a full-page screenshot of each page under ``screenshots``."""
     from playwright.sync_api import sync_playwright
@@ -233,9 +237,9 @@ def check_site(root: str | Path, screenshots: str | Path | None = None, pages: l
                 seen = page.evaluate(_INSPECT, WIDE_SELECTOR)
                 found += [Problem(rel, "MathJax error", e) for e in seen["mathErrors"]]
                 found += [Problem(rel, "image did not load", src) for src in seen["brokenImages"]]
-                if check_alt_text:
-                    found += [Problem(rel, "image without real alt text", f"{src} (alt={alt!r})")
-                              for src, alt in seen["images"] if poor_alt_text(src, alt)]
+                found += [Problem(rel, "image without real alt text", f"{src} (alt={alt!r})")
+                          for src, alt in seen["images"] if poor_alt_text(src, alt)]
+                found += [Problem(rel, "figure without a caption", src) for src in seen["uncaptioned"]]
                 found += [Problem(rel, "wider than the text column", w) for w in seen["wide"]]
                 for href in sorted(set(seen["links"])):
                     why = resolve_link(root, path, href)
@@ -258,8 +262,6 @@ def main(argv=None) -> int:
     parser.add_argument("root", nargs="?", default="_build/html", help="the built site (default _build/html)")
     parser.add_argument("--screenshots", default="_build/screenshots",
                         help="where to save a full-page screenshot of every page (default _build/screenshots)")
-    parser.add_argument("--alt-text", action="store_true",
-                        help="fail on images without real alt text (else they are listed as warnings)")
     args = parser.parse_args(argv)
     try:
         import playwright  # noqa: F401
@@ -270,19 +272,14 @@ def main(argv=None) -> int:
         print(f"check_site: no Chromium found; {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        problems = check_site(args.root, args.screenshots, check_alt_text=True)
+        problems = check_site(args.root, args.screenshots)
     except FileNotFoundError as err:
         print(f"check_site: {err}", file=sys.stderr)
         return 2
     pages = len(site_pages(Path(args.root).resolve()))
-    warnings = [] if args.alt_text else [p for p in problems if p.kind == "image without real alt text"]
-    problems = [p for p in problems if p not in warnings]
-    for warning in warnings:
-        print(f"warning: {warning}")
     for problem in problems:
         print(problem)
-    print(f"check_site: {pages} pages, {len(problems)} problems, {len(warnings)} warnings; "
-          f"screenshots in {args.screenshots}")
+    print(f"check_site: {pages} pages, {len(problems)} problems; screenshots in {args.screenshots}")
     return 1 if problems else 0
 
 

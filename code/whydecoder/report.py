@@ -88,13 +88,20 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
     return style if index else style.hide(axis="index")
 
 
-def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str) -> str:
-    """The box every verdict of the book ends in, as HTML: the claim, what was tested (the
-    rule's statement and its fixed parameters), the outcome with why, the evidence with
-    its intervals, and the scope of the experiment. Defined in "How to read this book"."""
+#: The ledger as seen from a chapter page (``chapters/<folder>/<page>.html``).
+LEDGER_FROM_CHAPTER = "../../book/claims.html"
+
+
+def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str,
+                ledger: str = LEDGER_FROM_CHAPTER) -> str:
+    """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
+    row of the ``ledger``), what was tested (the rule's statement and its fixed parameters),
+    the outcome with why, the evidence with its intervals, and the scope of the experiment.
+    Defined in "How to read this book"."""
     colour = VERDICT_COLOURS.get(verdict.outcome, "#6e7781")
     params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.parameters.items())
-    rows = [("Claim", f"<b>{html.escape(claim_id)}</b>: {html.escape(claim)}"),
+    link = f'<a href="{html.escape(ledger)}#claim-{html.escape(claim_id)}"><b>{html.escape(claim_id)}</b></a>'
+    rows = [("Claim", f"{link}: {html.escape(claim)}"),
             ("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
                        f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>)</span>"),
             ("Verdict", f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'

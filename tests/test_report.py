@@ -1,0 +1,21 @@
+"""The HTML pieces of the book's pages: the verdict box links its claim to the ledger."""
+
+import pandas as pd
+
+from whydecoder.report import LEDGER_FROM_CHAPTER, readable_table, verdict_box
+from whydecoder.verdicts import Rule, Verdict
+
+RULE = Rule("C09", "a <statement>", {"margin": 0.05}, lambda results, p: Verdict("supported", "why"))
+
+
+def test_the_verdict_box_links_its_claim_to_its_ledger_row_and_escapes_text():
+    box = verdict_box("C09", "claim & more", RULE, Verdict("refuted", "because <b>"), "evidence", "scope")
+    assert f'href="{LEDGER_FROM_CHAPTER}#claim-C09"' in box
+    assert "claim &amp; more" in box and "because &lt;b&gt;" in box and "a &lt;statement&gt;" in box
+    assert RULE.fingerprint() in box and "margin 0.05" in box
+
+
+def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():
+    html = readable_table(pd.DataFrame({"held_out_loss": [0.5, None]}), formats={"held_out_loss": "{:.2f}"},
+                          index=False).to_html()
+    assert "held out loss" in html and "0.50" in html and "–" in html and "nan" not in html.lower()
