@@ -15,6 +15,10 @@ VARIANTS = [
     {"d_head": 12, "d_ff": 50},
     {"position": "rope", "bias": False, "tie_embeddings": False},
     {"position": "none", "norm": "post", "embed_norm": True, "final_norm": False, "head_transform": True, "head_bias": True},
+    # the Llama family (SmolLM2): RMSNorm, a SiLU-gated MLP, grouped keys/values, RoPE, no biases
+    {"position": "rope", "rope_base": 100000.0, "norm_layer": "rmsnorm", "activation": "silu", "gated_mlp": True,
+     "n_kv_heads": 2, "bias": False},
+    {"norm_layer": "rmsnorm", "gated_mlp": True, "embed_norm": True, "head_transform": True},
 ]
 ED_VARIANTS = [{"share_encoder_decoder": True}, {"n_encoder_layers": 3}]
 

@@ -205,7 +205,19 @@ def test_the_command_line_runs_only_the_named_sections(tmp_path):
     seen = {}
 
     def run(scale, out):
-        seen["only"] = run_sections({"a": lambda: [1], "b": lambda: [2]}, SETTINGS, out, command="x")
+        seen["only"] = run_sections({"a": lambda: [1], "b, with a comma": lambda: [2], "c": lambda: [3]}, SETTINGS,
+                                    out, command="x")
 
-    experiment_main("demo", run, tmp_path, argv=["--scale", "full", "--sections", "b", "--out", str(tmp_path / "p.json")])
-    assert set(seen["only"]) == {"settings", "b"}
+    experiment_main("demo", run, tmp_path, argv=["--scale", "full", "--sections", "b, with a comma", "c",
+                                                 "--out", str(tmp_path / "p.json")])
+    assert set(seen["only"]) == {"settings", "b, with a comma", "c"}
+
+
+def test_merging_refuses_to_replace_results_that_are_not_a_part(tmp_path):
+    _, first, second = _parts(tmp_path)
+    out = tmp_path / "full.json"
+    out.write_text(first.read_text())
+    with pytest.raises(ValueError, match="already holds results"):
+        merge_results([first, second], out, command="x")
+    merge_results([out, second], out, command="x")  # the existing file named as a part: joined, not lost
+    assert set(load_result(out)["results"]) == {"settings", "a", "b", "c"}

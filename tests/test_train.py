@@ -143,8 +143,10 @@ def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
     assert "no stored full-scale results" in capsys.readouterr().out
     results, stored = stored_or_run(exp, "full")  # stores, then shows the stored payload
     assert (results["a"], stored) == ("full", True) and calls[-1] == ("full", tmp_path / "full.json")
+    runs = len(calls)
     results, stored = stored_or_run(exp, "smoke")
     assert (results["a"], stored) == ("full", True)
+    assert len(calls) == runs  # complete stored results: the page shows them and runs nothing
     assert "stored full-scale results: cmd" in capsys.readouterr().out
 
 

@@ -26,8 +26,8 @@ def _attn_params(cfg: ModelConfig) -> int:
 
 
 def _mlp_params(cfg: ModelConfig) -> int:
-    d, f = cfg.d_model, cfg.ff_dim
-    return 2 * d * f + (f + d if cfg.bias else 0)
+    d, f, n = cfg.d_model, cfg.ff_dim, 3 if cfg.gated_mlp else 2  # the gate is a third matrix
+    return n * d * f + ((n - 1) * f + d if cfg.bias else 0)
 
 
 def parameter_count(cfg: ModelConfig, embeddings: bool = True) -> int:
@@ -36,7 +36,8 @@ def parameter_count(cfg: ModelConfig, embeddings: bool = True) -> int:
     ``embeddings=False`` leaves out the token and position tables (Kaplan et al.'s N).
     Defined in the chapter "Efficiency: the KV cache".
     """
-    d, norm = cfg.d_model, 2 * cfg.d_model
+    d = cfg.d_model
+    norm = d if cfg.norm_layer == "rmsnorm" else 2 * d  # RMSNorm has a scale and no shift
     block = _attn_params(cfg) + _mlp_params(cfg) + 2 * norm
     stacks = [cfg.n_layers]
     total = cfg.n_layers * block
@@ -50,7 +51,7 @@ def parameter_count(cfg: ModelConfig, embeddings: bool = True) -> int:
         if embeddings and cfg.position == "learned":
             total += cfg.max_len * d
     if cfg.head_transform:
-        total += d * d + d + norm
+        total += d * d + d + 2 * d  # BERT's head: dense and a LayerNorm
     if cfg.head_bias:
         total += cfg.vocab_size
     if embeddings:
@@ -72,7 +73,7 @@ def forward_flops(cfg: ModelConfig, n_new: int, n_past: int = 0, source_len: int
         _check_len(name, value)
     d, h, dh, hk = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.kv_heads
     proj = 2 * d * (h * dh + 2 * hk * dh) + 2 * h * dh * d  # q, k, v, out per token
-    mlp = 4 * d * cfg.ff_dim
+    mlp = (6 if cfg.gated_mlp else 4) * d * cfg.ff_dim
 
     def stack(n_layers: int, n_tokens: int, n_keys: int) -> int:
         return n_layers * n_tokens * (proj + mlp + 4 * h * dh * n_keys)

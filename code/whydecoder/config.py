@@ -12,7 +12,8 @@ from dataclasses import dataclass
 ARCHS = ("encoder", "decoder", "prefix-lm", "encoder-decoder")
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("pre", "post")
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+NORM_LAYERS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 
 # The self-attention mask each architecture uses (the encoder-decoder's decoder is causal,
 # its encoder bidirectional).
@@ -34,7 +35,9 @@ class ModelConfig:
     ``d_head`` defaults to ``d_model // n_heads``; set it to decouple the head size from the
     width (Bhojanapalli et al. 2020). ``n_kv_heads`` < ``n_heads`` gives grouped-query
     attention. ``norm``/``activation``/``embed_norm``/``final_norm``/``head_transform``/
-    ``norm_eps`` exist so that GPT-2 (pre-LN) and BERT (post-LN) load exactly.
+    ``norm_eps`` exist so that GPT-2 (pre-LN) and BERT (post-LN) load exactly;
+    ``norm_layer="rmsnorm"``, ``gated_mlp`` (a SiLU-gated MLP with ``activation="silu"``),
+    ``rope_base`` and ``bias=False`` so that the Llama family (SmolLM2) does.
 
     Defined in the chapter "Four architectures, one block".
     """
@@ -53,7 +56,9 @@ class ModelConfig:
     rope_base: float = 10000.0
     norm: str = "pre"
     norm_eps: float = 1e-5
+    norm_layer: str = "layernorm"
     activation: str = "gelu"
+    gated_mlp: bool = False
     bias: bool = True
     embed_norm: bool = False
     final_norm: bool = True
@@ -70,6 +75,7 @@ class ModelConfig:
         check_choice("arch", self.arch, ARCHS)
         check_choice("position", self.position, POSITIONS)
         check_choice("norm", self.norm, NORMS)
+        check_choice("norm_layer", self.norm_layer, NORM_LAYERS)
         check_choice("activation", self.activation, ACTIVATIONS)
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
             value = getattr(self, name)
@@ -86,7 +92,7 @@ class ModelConfig:
         if self.position == "rope" and self.rope_base <= 1:
             raise ValueError(f"rope_base must be > 1 for RoPE frequencies to fall with the dimension, got {self.rope_base!r}")
         for name in ("bias", "embed_norm", "final_norm", "head_transform", "head_bias", "tie_embeddings",
-                     "share_encoder_decoder"):
+                     "share_encoder_decoder", "gated_mlp"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.d_head is None and self.d_model % self.n_heads:

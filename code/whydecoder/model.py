@@ -18,7 +18,18 @@ from .config import ModelConfig
 from .masks import attention_mask, prefix_masks
 from .positions import AbsolutePositions
 
-_ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+_ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU(),
+                "silu": lambda: nn.SiLU()}
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    """The normalisation layer ``cfg`` asks for: LayerNorm (GPT-2, BERT) or RMSNorm (Llama).
+
+    Defined in the chapter "Four architectures, one block".
+    """
+    if cfg.norm_layer == "rmsnorm":
+        return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+    return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -32,21 +43,27 @@ def _init_weights(module: nn.Module) -> None:
 class MLP(nn.Module):
     """The position-wise feed-forward sublayer: up-project, activation, down-project.
 
+    With ``cfg.gated_mlp`` (Llama's SwiGLU with ``activation="silu"``) a second projection
+    gates the first: ``down(act(gate(x)) * up(x))``.
+
     Defined in the chapter "Four architectures, one block".
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.gate = nn.Linear(cfg.d_model, cfg.ff_dim, bias=cfg.bias) if cfg.gated_mlp else None
         self.up = nn.Linear(cfg.d_model, cfg.ff_dim, bias=cfg.bias)
         self.act = _ACTIVATIONS[cfg.activation]()
         self.down = nn.Linear(cfg.ff_dim, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x):
+        if self.gate is not None:
+            return self.down(self.act(self.gate(x)) * self.up(x))
         return self.down(self.act(self.up(x)))
 
 
 class Block(nn.Module):
-    """Self-attention, optional cross-attention, MLP; each with a residual and a LayerNorm.
+    """Self-attention, optional cross-attention, MLP; each with a residual and a norm.
 
     ``norm="pre"`` (GPT-2): ``x + f(norm(x))``; ``norm="post"`` (BERT, the original
     Transformer): ``norm(x + f(x))``. ``shared`` reuses another block's self-attention, MLP
@@ -60,13 +77,12 @@ class Block(nn.Module):
         self.pre = cfg.norm == "pre"
         if shared is None:
             self.attn, self.mlp = Attention(cfg), MLP(cfg)
-            self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
-            self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
         else:
             self.attn, self.mlp, self.norm1, self.norm2 = shared.attn, shared.mlp, shared.norm1, shared.norm2
         if cross:
             self.cross_attn = Attention(cfg, cross=True)
-            self.norm_cross = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.norm_cross = make_norm(cfg)
         else:
             self.cross_attn = None
 
@@ -89,11 +105,11 @@ class Stack(nn.Module):
     def __init__(self, cfg: ModelConfig, n_layers: int, cross: bool = False, shared: "Stack | None" = None):
         super().__init__()
         self.positions = AbsolutePositions(cfg.position, cfg.max_len, cfg.d_model) if cfg.position in ("learned", "sinusoidal") else None
-        self.embed_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.embed_norm else None
+        self.embed_norm = make_norm(cfg) if cfg.embed_norm else None
         self.blocks = nn.ModuleList(
             Block(cfg, cross=cross, shared=None if shared is None else shared.blocks[i]) for i in range(n_layers)
         )
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.final_norm else None
+        self.final_norm = make_norm(cfg) if cfg.final_norm else None
 
     def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache: KVCache | None = None):
         if self.positions is not None:

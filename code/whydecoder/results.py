@@ -235,11 +235,14 @@ def merge_results(parts, out: str | os.PathLike, command: str) -> Path:
     Every part must hold the same settings, each section must come from one part only and
     carry the provenance of the run that computed it, and all sections must have been made
     by the same package code; anything else is refused, naming the file and what differs.
-    The merged file keeps each section's own provenance. Defined in "How to read this book".
+    The merged file keeps each section's own provenance; an existing ``out`` that is not one
+    of the parts is refused rather than replaced. Defined in "How to read this book".
     """
     parts = [Path(p) for p in parts]
     if len(parts) < 2:
         raise ValueError(f"merging needs at least two stored parts, got {[str(p) for p in parts]}")
+    if Path(out).exists() and Path(out).resolve() not in {p.resolve() for p in parts}:
+        raise ValueError(f"{out} already holds results; merging would replace them: name it as a part, or move it away")
     check_writable(out)
     results: dict = {}
     made: dict = {}
@@ -364,9 +367,9 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op CPU threads (default 1: the book's small models train fastest "
                              "single-threaded, and two runs side by side then share two cores)")
-    parser.add_argument("--sections", default=None,
-                        help="comma-separated sections to compute (the rest are left out), so that one run can "
-                             "be split across processes, each with its own --out")
+    parser.add_argument("--sections", nargs="+", default=None, metavar="SECTION",
+                        help="the sections to compute (the rest are left out; quote a name with spaces or commas), "
+                             "so that one run can be split across processes, each with its own --out")
     parser.add_argument("--merge", nargs="+", default=None, metavar="PART",
                         help="join stored parts made with --sections into --out (or the default file) and exit")
     args = parser.parse_args(argv)
@@ -394,8 +397,7 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
         except ValueError as err:
             parser.error(str(err))
     elif args.sections is not None:
-        names = [name.strip() for name in args.sections.split(",") if name.strip()]
-        with only_sections(names):
+        with only_sections(args.sections):
             run(scale, out)
     else:
         run(scale, out)
@@ -404,18 +406,18 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
 
 def stored_or_run(experiment, scale: str | None = None, progress: bool = False) -> tuple[dict, bool]:
     """What a chapter shows for one experiment module (one with ``run``, ``load_complete``
-    and ``RESULTS_DIR``): run it at ``scale`` (at full scale storing into
-    ``RESULTS_DIR/full.json`` and resuming from it), then return the stored full-scale
-    results if they are complete, else this run's, and whether they are the stored ones.
-    Prints where the numbers come from. Defined in "How to read this book".
+    and ``RESULTS_DIR``): the stored full-scale results if they are complete, else a run at
+    ``scale`` (at full scale storing into ``RESULTS_DIR/full.json`` and resuming from it),
+    and whether they are the stored ones. At smoke scale nothing runs when the stored
+    results are complete: the page shows them, and the module's own tests run its smoke
+    scale. Prints where the numbers come from. Defined in "How to read this book".
     """
     from .scale import current_scale
 
     scale = current_scale(scale)
     out = Path(experiment.RESULTS_DIR) / "full.json" if scale == "full" else None
-    # at smoke scale the stored file is read first, so that a bad one is reported before the run
     stored = experiment.load_complete() if out is None else None
-    measured = experiment.run(scale, out=out, progress=progress)
+    measured = None if stored else experiment.run(scale, out=out, progress=progress)
     if out is not None:
         stored = experiment.load_complete()
     if stored:
