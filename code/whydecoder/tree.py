@@ -13,17 +13,19 @@ import numpy as np
 import pandas as pd
 
 from .paths import DATA
+from .palette import ARCHITECTURE_COLOURS, REFERENCE
 
 DATA_DIR = DATA
 TREE_PATH = DATA_DIR / "llm_tree.csv"
 ROUTES_PATH = DATA_DIR / "four_routes.csv"
 
 BRANCHES = ("encoder-only", "encoder-decoder", "decoder-only", "non-transformer/hybrid")
+#: The tree's branches in the book's colours (whydecoder.palette); hybrids in the reference grey.
 BRANCH_COLOURS = {
-    "encoder-only": "#e377c2",
-    "encoder-decoder": "#2ca02c",
-    "decoder-only": "#1f77b4",
-    "non-transformer/hybrid": "#7f7f7f",
+    "encoder-only": ARCHITECTURE_COLOURS["encoder"],
+    "encoder-decoder": ARCHITECTURE_COLOURS["encoder-decoder"],
+    "decoder-only": ARCHITECTURE_COLOURS["decoder"],
+    "non-transformer/hybrid": REFERENCE,
 }
 COLUMNS = (
     "name", "family", "year", "month", "organization", "branch", "architecture_basis",
