@@ -118,6 +118,7 @@ def test_poor_alt_text():
     assert check_site.poor_alt_text("a/b.png", "b.png")
     assert check_site.poor_alt_text("a/b.png", "../../_images/b.png")
     assert not check_site.poor_alt_text("a/b.png", "Loss against steps for four models")
+    assert not check_site.poor_alt_text("a/b.png", "Validation loss for heads of size d/h")
 
 
 def test_the_command_says_how_to_install_chromium(monkeypatch, capsys, tmp_path):

@@ -186,7 +186,8 @@ def poor_alt_text(src: str, alt: str | None) -> bool:
     if not alt:
         return True
     name = Path(urllib.parse.urlsplit(src or "").path).name
-    return alt == name or "/" in alt or alt.lower().endswith((".png", ".svg", ".jpg", ".jpeg", ".gif"))
+    path_like = "/" in alt and " " not in alt  # "d/h" in a sentence is words, "../_images/x" is a path
+    return alt == name or path_like or alt.lower().endswith((".png", ".svg", ".jpg", ".jpeg", ".gif"))
 
 
 def check_site(root: str | Path, screenshots: str | Path | None = None, pages: list[Path] | None = None,
