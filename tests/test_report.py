@@ -19,3 +19,9 @@ def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():
     html = readable_table(pd.DataFrame({"held_out_loss": [0.5, None]}), formats={"held_out_loss": "{:.2f}"},
                           index=False).to_html()
     assert "held out loss" in html and "0.50" in html and "–" in html and "nan" not in html.lower()
+
+
+def test_a_named_index_heads_its_own_column_instead_of_a_lone_header_row():
+    df = pd.DataFrame({"loss": [0.5, 0.25]}, index=pd.Index(["a", "b"], name="cell"))
+    html = readable_table(df).to_html()
+    assert "index_name" not in html and "cell" in html and ">a<" in html.replace(" ", "")

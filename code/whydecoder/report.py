@@ -74,11 +74,20 @@ def ledger_html(rows: list[dict]) -> str:
 def readable_table(df, formats: dict | None = None, names: dict | None = None, index: bool = True):
     """A DataFrame styled for reading in the text column: snake_case headers become words
     (or ``names[column]``), ``formats`` (by original column name) set the digits, missing
-    values show as a dash, and the index is hidden unless ``index``.
+    values show as a dash, and the index is hidden unless ``index`` (a named index is shown
+    as the first column, headed by its name, rather than as a header row of its own).
 
     Defined in "How to read this book".
     """
+    import pandas as pd
+
     names = dict(names or {})
+    levels = list(df.index.names)
+    if index and all(n is not None for n in levels) and not set(levels) & set(df.columns) \
+            and not isinstance(df.columns, pd.MultiIndex):
+        # a named index becomes the first column(s): its name heads the column instead of a lone row
+        df = df.reset_index()
+        index = False
     pretty = {c: names.get(c, str(c).replace("_", " ")) for c in df.columns}
     shown = df.rename(columns=pretty)
     if df.index.name:

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .paths import DATA
 from .palette import ARCHITECTURE_COLOURS, REFERENCE
+from .paths import DATA
 
 DATA_DIR = DATA
 TREE_PATH = DATA_DIR / "llm_tree.csv"
