@@ -79,12 +79,9 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
 
     Defined in "How to read this book".
     """
-    import pandas as pd
-
     names = dict(names or {})
     levels = list(df.index.names)
-    if index and all(n is not None for n in levels) and not set(levels) & set(df.columns) \
-            and not isinstance(df.columns, pd.MultiIndex):
+    if index and None not in levels and not set(levels) & set(df.columns) and df.columns.nlevels == 1:
         # a named index becomes the first column(s): its name heads the column instead of a lone row
         df = df.reset_index()
         index = False
