@@ -18,7 +18,7 @@ functions it had before the protocol (its stored results predate it) and owns no
 Explained in "How to read this book" (stored results, verdicts).
 """
 
-MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch05_icl",
+MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch05_icl", "ch05_nbce",
            "ch06_efficiency")
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()

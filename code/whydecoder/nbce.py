@@ -1,0 +1,138 @@
+"""Naive Bayes-based Context Extension (NBCE, Su 2023): reading a context longer than the
+model's window by running each window-sized chunk of it with the question, then pooling
+the chunks' next-token distributions.
+
+If the chunks ``S_1 .. S_n`` were independent given the answer ``T``, Bayes' rule gives
+
+    log p(T | S_1 .. S_n) = sum_k log p(T | S_k) - (n - 1) log p(T) + const.
+
+Su replaces the sum by a pooled chunk distribution and the ``n - 1`` by a tunable
+``beta``: ``(1 + beta) * pool_k log p(T | S_k) - beta * log p(T)``, where ``p(T)`` is the
+model with the question and no context. The pooling his reference code uses is the
+*minimum-entropy* chunk (the one most sure of its next token) after a top-p truncation of
+every distribution (0.95); the first version of the post averaged the chunks. Both are
+here, applied one generated token at a time, as in his code.
+
+Explained in the chapter "In-context learning", section "Reading past the window".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .attention import KVCache
+from .model import Transformer
+
+POOLINGS = ("min_entropy", "average")
+
+
+def top_p_filter(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability reaches ``top_p``
+    (at least one) and set the rest to ``-inf``, along the last dimension, as
+    ``transformers``' ``TopPLogitsWarper`` does. Defined in the chapter "In-context learning"."""
+    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    if top_p == 1:
+        return logprobs
+    order = logprobs.sort(dim=-1, descending=True)
+    mass_before = order.values.exp().cumsum(-1) - order.values.exp()  # probability of the tokens ranked above
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order.indices, drop_sorted)
+    return logprobs.masked_fill(drop, float("-inf"))
+
+
+def entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of the distributions along the last dimension (``-inf`` entries,
+    as top-p leaves them, count as probability zero). Defined in the chapter "In-context learning"."""
+    p = logprobs.exp()
+    return -(p * logprobs.clamp(min=-100)).sum(-1)
+
+
+def nbce_pool(chunk_logprobs: torch.Tensor, uncond_logprobs: torch.Tensor, beta: float,
+              pooling: str = "min_entropy", top_p: float | None = 0.95) -> torch.Tensor:
+    """NBCE's next-token log-probabilities ``(V,)`` from the chunks' ``(n, V)`` and the
+    context-free ``(V,)`` ones.
+
+    ``pooling="min_entropy"`` takes the chunk of least entropy after a ``top_p`` truncation
+    (Su's reference code); ``"average"`` averages the chunks' untruncated log-probabilities
+    (the post's first form). Either is combined as ``(1 + beta) * pooled - beta * uncond``;
+    where the context-free distribution gives a token no mass (outside its nucleus) the
+    pooled value is kept, as in the reference code. Defined in the chapter "In-context learning".
+    """
+    if chunk_logprobs.dim() != 2 or uncond_logprobs.shape != chunk_logprobs.shape[1:]:
+        raise ValueError(f"expected chunk log-probs (n, V) and context-free ones (V,), got "
+                         f"{tuple(chunk_logprobs.shape)} and {tuple(uncond_logprobs.shape)}")
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    chunks = chunk_logprobs.log_softmax(-1)
+    uncond = uncond_logprobs.log_softmax(-1)
+    if pooling == "min_entropy":
+        if top_p is not None:
+            chunks, uncond = top_p_filter(chunks, top_p), top_p_filter(uncond, top_p)
+        pooled = chunks[entropy(chunks).argmin()]
+    else:
+        pooled = chunks.mean(0)
+    merged = (1 + beta) * pooled - beta * uncond
+    merged = torch.where(uncond > -100, merged, pooled)
+    return merged.log_softmax(-1)
+
+
+def fork(cache: KVCache) -> KVCache:
+    """A cache that shares ``cache``'s tensors and grows on its own: appending makes new
+    tensors (``torch.cat``), so one prefilled context serves many continuations.
+    Defined in the chapter "In-context learning"."""
+    copy = KVCache(len(cache.layers))
+    copy.prefix_len = cache.prefix_len
+    for mine, theirs in zip(copy.layers, cache.layers):
+        mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
+    return copy
+
+
+@torch.no_grad()
+def prefill(model: Transformer, context: list[int]) -> KVCache:
+    """A decoder's cache after reading ``context`` (no logits computed: at long contexts
+    the head over every position would cost more memory than the model). Defined in the
+    chapter "In-context learning"."""
+    if model.cfg.arch != "decoder":
+        raise ValueError(f"NBCE runs a decoder-only model, not arch {model.cfg.arch!r}")
+    cache = model.new_cache()
+    if context:
+        model.hidden_states(torch.tensor([context]), cache=cache)
+    return cache
+
+
+@torch.no_grad()
+def answer_logprobs(model: Transformer, cache: KVCache | None, question: list[int], answer: list[int]) -> torch.Tensor:
+    """Teacher-forced next-token log-probabilities ``(len(answer), V)`` at the positions
+    that predict each answer token, after the cached context (``None``: no context) and
+    the ``question``. The cache itself is left as it was. Defined in the chapter "In-context learning"."""
+    if not question or not answer:
+        raise ValueError("question and answer must both hold at least one token")
+    cache = model.new_cache() if cache is None else fork(cache)
+    h = model.hidden_states(torch.tensor([question + answer[:-1]]), cache=cache)
+    return model.lm_head(h[0, -len(answer):]).float().log_softmax(-1)
+
+
+def exact_match(logprobs: torch.Tensor, answer: list[int]) -> bool:
+    """Is every answer token the most likely one (greedy decoding writes the answer)?
+    Under teacher forcing this is the same as greedy decoding while it stays right.
+    Defined in the chapter "In-context learning"."""
+    return bool((logprobs.argmax(-1) == torch.tensor(answer)).all())
+
+
+def split_chunks(tokens: list[int], chunk_len: int) -> list[list[int]]:
+    """``tokens`` in chunks of ``chunk_len`` counted from the end, so that the last chunk
+    is what truncation to the window keeps (the first may be shorter).
+    Defined in the chapter "In-context learning"."""
+    if isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1:
+        raise ValueError(f"chunk_len must be a positive int, got {chunk_len!r}")
+    ends = list(range(len(tokens), 0, -chunk_len))
+    return [tokens[max(0, end - chunk_len):end] for end in reversed(ends)]
+
+
+__all__ = ["POOLINGS", "answer_logprobs", "entropy", "exact_match", "fork", "nbce_pool", "prefill",
+           "split_chunks", "top_p_filter"]
