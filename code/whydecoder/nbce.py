@@ -124,15 +124,4 @@ def exact_match(logprobs: torch.Tensor, answer: list[int]) -> bool:
     return bool((logprobs.argmax(-1) == torch.tensor(answer)).all())
 
 
-def split_chunks(tokens: list[int], chunk_len: int) -> list[list[int]]:
-    """``tokens`` in chunks of ``chunk_len`` counted from the end, so that the last chunk
-    is what truncation to the window keeps (the first may be shorter).
-    Defined in the chapter "In-context learning"."""
-    if isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1:
-        raise ValueError(f"chunk_len must be a positive int, got {chunk_len!r}")
-    ends = list(range(len(tokens), 0, -chunk_len))
-    return [tokens[max(0, end - chunk_len):end] for end in reversed(ends)]
-
-
-__all__ = ["POOLINGS", "answer_logprobs", "entropy", "exact_match", "fork", "nbce_pool", "prefill",
-           "split_chunks", "top_p_filter"]
+__all__ = ["POOLINGS", "answer_logprobs", "entropy", "exact_match", "fork", "nbce_pool", "prefill", "top_p_filter"]

@@ -60,11 +60,13 @@ PASSKEY_FILLER = " The grass is green. The sky is blue. The sun is yellow. Here 
 class NbceSettings:
     """One scale of the NBCE experiment: the model (``"smollm2"`` or a ``"tiny"`` decoder
     of ours trained for ``tiny_steps`` steps), its ``window`` in tokens, ``docs`` documents
-    per task and length, and the sweep of ``betas``. Defined in the chapter "In-context learning"."""
+    of doors and ``passkey_docs`` of pass keys per length (one question each, so more of
+    them), and the sweep of ``betas``. Defined in the chapter "In-context learning"."""
 
     model: str
     window: int
     docs: int
+    passkey_docs: int
     facts_per_chunk: int
     key_digits: int
     betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
@@ -78,7 +80,7 @@ class NbceSettings:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        for name in ("window", "docs", "facts_per_chunk", "key_digits"):
+        for name in ("window", "docs", "passkey_docs", "facts_per_chunk", "key_digits"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -92,8 +94,8 @@ class NbceSettings:
 
 
 SETTINGS = {
-    "smoke": NbceSettings(model="tiny", window=160, docs=2, facts_per_chunk=1, key_digits=2, tiny_steps=30),
-    "full": NbceSettings(model="smollm2", window=8192, docs=8, facts_per_chunk=2, key_digits=5),
+    "smoke": NbceSettings(model="tiny", window=160, docs=2, passkey_docs=3, facts_per_chunk=1, key_digits=2, tiny_steps=30),
+    "full": NbceSettings(model="smollm2", window=8192, docs=8, passkey_docs=24, facts_per_chunk=2, key_digits=5),
 }
 
 
@@ -188,10 +190,13 @@ def make_document(reader: Reader, task: str, factor: int, rng: random.Random) ->
         questions = [{"question": reader.encode(question(task)), "answer": reader.encode(" " + key),
                       "chunk": where, "depth": (where + depth) / factor}]
         return {"chunks": chunks, "questions": questions}
-    colours = rng.sample(COLOURS, factor * s.facts_per_chunk)
+    n = factor * s.facts_per_chunk
+    colours = rng.sample(COLOURS, n)
+    keys = [str(k) for k in rng.sample(range(10 ** (s.key_digits - 1), 10 ** s.key_digits), n)]  # all different
     chunks, questions = [], []
     for i in range(factor):
-        facts = [(c, _key(rng, s.key_digits)) for c in colours[i * s.facts_per_chunk:(i + 1) * s.facts_per_chunk]]
+        part = slice(i * s.facts_per_chunk, (i + 1) * s.facts_per_chunk)
+        facts = list(zip(colours[part], keys[part]))
         chunk, depths = reader.doors_chunk(facts, rng)
         chunks.append(chunk)
         questions += [{"question": reader.encode(question(task, c)), "answer": reader.encode(" " + k), "chunk": i,
@@ -237,7 +242,7 @@ def _section(reader: Reader, task: str, factor: int, progress: bool) -> dict:
     filler = functools.lru_cache(maxsize=1)(lambda: prefill(reader.model, reader.passkey_chunk(None, rng)[0]))
     t0 = time.perf_counter()
     docs = []
-    for i in tqdm(range(s.docs), desc=f"{task} x{factor}", disable=not progress, leave=False):
+    for i in tqdm(range(s.passkey_docs if task == "passkey" else s.docs), desc=f"{task} x{factor}", disable=not progress, leave=False):
         doc = make_document(reader, task, factor, rng)
         docs.append({"doc": i, "questions": read_document(reader, doc, filler)})
     return {"docs": docs, "seconds": time.perf_counter() - t0, "context_tokens": factor * reader.chunk_len,
