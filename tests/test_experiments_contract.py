@@ -22,6 +22,7 @@ UNDER_PROTOCOL = [name for name in FOUND if name not in experiments.NOT_YET_UNDE
 def test_the_package_lists_every_experiment():
     assert tuple(FOUND) == tuple(sorted(experiments.MODULES))
     assert set(experiments.NOT_YET_UNDER_PROTOCOL) <= set(FOUND)
+    assert set(experiments.SECOND_LINES) <= set(FOUND)
 
 
 @pytest.mark.parametrize("name", FOUND)
@@ -43,8 +44,12 @@ def test_rules_belong_to_the_experiments_under_the_protocol(name):
     if name in experiments.NOT_YET_UNDER_PROTOCOL:
         assert rules == {}, f"{name} owns rules: take it off NOT_YET_UNDER_PROTOCOL"
         return
-    assert rules, f"{name} is under the protocol but owns no RULES"
     ids = {row["id"] for row in read_ledger()}
+    if name in experiments.SECOND_LINES:
+        assert rules == {}, f"{name} is a second line of evidence: it decides no claim"
+        assert MODULES[name].INFORMS and set(MODULES[name].INFORMS) <= ids
+        return
+    assert rules, f"{name} is under the protocol but owns no RULES"
     for claim, rule in rules.items():
         assert isinstance(rule, Rule) and rule.claim == claim and claim in ids
 

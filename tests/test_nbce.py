@@ -11,7 +11,7 @@ import torch
 from whydecoder.config import ModelConfig
 from whydecoder.experiments import ch05_nbce as nb
 from whydecoder.model import Transformer
-from whydecoder.nbce import answer_logprobs, entropy, exact_match, fork, nbce_pool, prefill, top_p_filter
+from whydecoder.nbce import answer_logprobs, entropy, exact_match, nbce_pool, prefill, top_p_filter
 from whydecoder.text import ByteTokenizer
 
 
@@ -104,7 +104,7 @@ def test_a_forked_cache_gives_the_uncached_logits_and_stays_as_it_was(decoder):
     assert cache.length == len(context)
     full = decoder(torch.tensor([context + question + answer[:-1]]))[0, -len(answer):].log_softmax(-1)
     assert torch.allclose(first, full, atol=1e-5) and torch.equal(first, again)
-    copy = fork(cache)
+    copy = cache.fork()
     decoder(torch.tensor([[1, 2]]), cache=copy)
     assert copy.length == cache.length + 2 and cache.length == len(context)
     alone = answer_logprobs(decoder, None, question, answer)

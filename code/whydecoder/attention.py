@@ -61,6 +61,15 @@ class KVCache:
     def has_cross(self) -> bool:
         return self.layers[0].cross_k is not None
 
+    def fork(self) -> "KVCache":
+        """A cache that shares this one's tensors and grows on its own: appending makes new
+        tensors (``torch.cat``), so one prefilled context serves many continuations."""
+        copy = KVCache(len(self.layers))
+        copy.prefix_len = self.prefix_len
+        for mine, theirs in zip(copy.layers, self.layers):
+            mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
+        return copy
+
     def nbytes(self) -> int:
         """Bytes held by all cached tensors (measured, for checking the formula)."""
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.tensors())
@@ -74,11 +83,12 @@ def attend(q, k, v, mask=None, is_causal=False, keep_weights=False):
 
     Defined in the chapter "Four architectures, one block".
     """
-    if k.shape[1] != q.shape[1]:  # grouped-query attention: each kv head serves a group of q heads
+    grouped = k.shape[1] != q.shape[1]  # grouped-query attention: each kv head serves a group of q heads
+    if not keep_weights:  # the fused kernel reads each kv head once for its whole group
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=grouped), None
+    if grouped:
         group = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    if not keep_weights:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal), None
     if is_causal:
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])

@@ -81,17 +81,6 @@ def nbce_pool(chunk_logprobs: torch.Tensor, uncond_logprobs: torch.Tensor, beta:
     return merged.log_softmax(-1)
 
 
-def fork(cache: KVCache) -> KVCache:
-    """A cache that shares ``cache``'s tensors and grows on its own: appending makes new
-    tensors (``torch.cat``), so one prefilled context serves many continuations.
-    Defined in the chapter "In-context learning"."""
-    copy = KVCache(len(cache.layers))
-    copy.prefix_len = cache.prefix_len
-    for mine, theirs in zip(copy.layers, cache.layers):
-        mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
-    return copy
-
-
 @torch.no_grad()
 def prefill(model: Transformer, context: list[int]) -> KVCache:
     """A decoder's cache after reading ``context`` (no logits computed: at long contexts
@@ -112,7 +101,7 @@ def answer_logprobs(model: Transformer, cache: KVCache | None, question: list[in
     the ``question``. The cache itself is left as it was. Defined in the chapter "In-context learning"."""
     if not question or not answer:
         raise ValueError("question and answer must both hold at least one token")
-    cache = model.new_cache() if cache is None else fork(cache)
+    cache = model.new_cache() if cache is None else cache.fork()
     h = model.hidden_states(torch.tensor([question + answer[:-1]]), cache=cache)
     return model.lm_head(h[0, -len(answer):]).float().log_softmax(-1)
 
@@ -124,4 +113,4 @@ def exact_match(logprobs: torch.Tensor, answer: list[int]) -> bool:
     return bool((logprobs.argmax(-1) == torch.tensor(answer)).all())
 
 
-__all__ = ["POOLINGS", "answer_logprobs", "entropy", "exact_match", "fork", "nbce_pool", "prefill", "top_p_filter"]
+__all__ = ["POOLINGS", "answer_logprobs", "entropy", "exact_match", "nbce_pool", "prefill", "top_p_filter"]

@@ -11,6 +11,10 @@ Every module here follows one contract, checked by ``tests/test_experiments_cont
 - ``run(scale, out=None, progress=True)`` and ``load_complete(path=RESULTS_DIR/"full.json")``;
 - a command line: ``python -m whydecoder.experiments.<module> --scale full``.
 
+A module listed in :data:`SECOND_LINES` measures real trained models for the page beside a
+claim's experiment: it owns no rules (``RULES = {}``) and names the claims it informs in
+``INFORMS``; its stored results carry provenance like every other.
+
 A module listed in :data:`NOT_YET_UNDER_PROTOCOL` still decides its claims with the
 functions it had before the protocol (its stored results predate it) and owns no
 ``RULES`` yet; the list only shrinks.
@@ -18,7 +22,10 @@ functions it had before the protocol (its stored results predate it) and owns no
 Explained in "How to read this book" (stored results, verdicts).
 """
 
-MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch05_icl", "ch05_nbce",
-           "ch06_efficiency")
+MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch04_real_rank",
+           "ch05_icl", "ch05_nbce", "ch06_efficiency")
+#: Second lines of evidence: real trained models measured beside a claim's experiment. They
+#: decide no claim (``RULES = {}``) and name the claims they inform in ``INFORMS``.
+SECOND_LINES = ("ch04_real_rank",)
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
