@@ -18,3 +18,21 @@ def test_benchmark_quick_mode_runs():
     assert result["cache_speedup_flop_formula"] > 1
     for key in ("train_ratio_ours_over_transformers", "decode_ratio_ours_over_transformers", "cache_speedup_measured"):
         assert result[key] > 0
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decode_benchmark_quick_mode_runs_on_a_tiny_llama_file(tmp_path):
+    pytest.importorskip("gguf")
+    here = Path(__file__).resolve().parent
+    tiny = _load(here / "test_llama_gguf.py", "llama_gguf_tests").write_tiny_llama(tmp_path / "tiny.gguf")
+    bench = _load(here.parent / "benchmarks" / "bench_decode.py", "bench_decode")
+    result = bench.run(tiny, quick=True)
+    assert result["decode_same_tokens_as_transformers"] is True
+    for key in ("decode_ratio_ours_over_transformers", "bandwidth_bound_seconds_per_token", "ours_over_bandwidth_bound"):
+        assert result[key] > 0

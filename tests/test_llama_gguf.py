@@ -4,11 +4,21 @@ and the real SmolLM2-135M against transformers' Llama on the same dequantized we
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from whydecoder.generate import generate
-from whydecoder.llama_gguf import llama_from_tensors, load_llama_gguf, read_llama_gguf, unpermute_rope_rows
+from whydecoder.llama_gguf import (
+    llama_from_tensors,
+    load_llama_gguf,
+    read_llama_gguf,
+    transformers_llama,
+    unpermute_rope_rows,
+)
+
+
+def reference_llama(cfg, tensors, dtype=torch.float64):
+    """transformers' Llama on the same tensors, un-permuted by transformers' own GGUF code."""
+    return transformers_llama(cfg, tensors, dtype, attention="eager")
 
 gguf = pytest.importorskip("gguf")
 
@@ -30,17 +40,6 @@ def test_unpermuting_undoes_llama_cpp_and_agrees_with_transformers():
 
 
 TINY = dict(n_layers=2, d_model=32, d_ff=48, n_heads=4, n_kv_heads=2, vocab=64, context=32, rope_base=500.0)
-
-
-def _hf_names(layer_count):
-    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
-    parts = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-             "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
-    for i in range(layer_count):
-        for g, h in parts.items():
-            names[f"blk.{i}.{g}.weight"] = f"model.layers.{i}.{h}.weight"
-    return names
 
 
 def write_tiny_llama(path, arch="llama", t=TINY):
@@ -76,24 +75,6 @@ def write_tiny_llama(path, arch="llama", t=TINY):
     w.write_tensors_to_file()
     w.close()
     return path
-
-
-def reference_llama(cfg, tensors, dtype=torch.float64):
-    """transformers' Llama on the same tensors, un-permuted by transformers' own GGUF code."""
-    hc = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ff_dim,
-                     num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
-                     num_key_value_heads=cfg.kv_heads, max_position_embeddings=cfg.max_len,
-                     rope_theta=cfg.rope_base, rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings)
-    hc._attn_implementation = "eager"
-    model = LlamaForCausalLM(hc).to(dtype).eval()
-    processor = LlamaTensorProcessor(config={"num_attention_heads": cfg.n_heads,
-                                             "num_key_value_heads": cfg.kv_heads})
-    state = {hf: torch.from_numpy(processor.process(tensors[g].numpy(), g).weights.copy()).to(dtype)
-             for g, hf in _hf_names(cfg.n_layers).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert set(missing) <= {"lm_head.weight"} and not unexpected, (missing, unexpected)
-    model.tie_weights()
-    return model
 
 
 def test_a_tiny_llama_file_loads_and_matches_transformers(tmp_path):

@@ -70,6 +70,15 @@ class KVCache:
             mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
         return copy
 
+    def crop(self, length: int) -> None:
+        """Keep only the first ``length`` cached positions (self-attention; cross-attention
+        keys and values stay)."""
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
+            raise ValueError(f"length must be an int in [0, {self.length}], got {length!r}")
+        for layer in self.layers:
+            if layer.k is not None:
+                layer.k, layer.v = (layer.k[:, :, :length], layer.v[:, :, :length]) if length else (None, None)
+
     def nbytes(self) -> int:
         """Bytes held by all cached tensors (measured, for checking the formula)."""
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.tensors())

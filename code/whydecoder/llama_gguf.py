@@ -183,3 +183,39 @@ def load_tokenizer(path: str | Path | None = None):
     path = smollm2_path() if path is None else Path(path)
     _reader(path)  # a clear error for a missing or corrupt file
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def _transformers_names(n_layers: int) -> dict[str, str]:
+    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
+    parts = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+             "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+    for i in range(n_layers):
+        for g, h in parts.items():
+            names[f"blk.{i}.{g}.weight"] = f"model.layers.{i}.{h}.weight"
+    return names
+
+
+def transformers_llama(cfg: ModelConfig, tensors: dict, dtype: torch.dtype = torch.float32, attention: str = "sdpa"):
+    """``transformers``' ``LlamaForCausalLM`` on the same GGUF tensors (from
+    :func:`read_llama_gguf`), un-permuted by ``transformers``' own GGUF code: the reference
+    our model is checked and timed against. Defined in the chapter "Efficiency: the KV cache"."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    if attention not in ("eager", "sdpa"):
+        raise ValueError(f"attention must be 'eager' or 'sdpa', got {attention!r}")
+    hc = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ff_dim,
+                     num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                     num_key_value_heads=cfg.kv_heads, max_position_embeddings=cfg.max_len,
+                     rope_theta=cfg.rope_base, rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings)
+    hc._attn_implementation = attention
+    model = LlamaForCausalLM(hc).to(dtype).eval()
+    processor = LlamaTensorProcessor(config={"num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.kv_heads})
+    state = {hf: torch.from_numpy(processor.process(tensors[g].numpy(), g).weights.copy()).to(dtype)
+             for g, hf in _transformers_names(cfg.n_layers).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) - {"lm_head.weight"} or unexpected:
+        raise ValueError(f"the tensors do not fit transformers' Llama: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tie_weights()
+    return model
