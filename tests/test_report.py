@@ -25,3 +25,13 @@ def test_a_named_index_heads_its_own_column_instead_of_a_lone_header_row():
     df = pd.DataFrame({"loss": [0.5, 0.25]}, index=pd.Index(["a", "b"], name="cell"))
     html = readable_table(df).to_html()
     assert "index_name" not in html and "cell" in html and ">a<" in html.replace(" ", "")
+
+
+def test_large_numbers_read_as_words():
+    from whydecoder.report import large_number
+
+    assert large_number(51_700_000) == "51.7 million"
+    assert large_number(1.234e9) == "1.23 billion"
+    assert large_number(2.5e12) == "2.5 trillion"
+    assert large_number(12_345) == "12.3 thousand"
+    assert large_number(0.5) == "0.5"

@@ -94,6 +94,16 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
     return style if index else style.hide(axis="index")
 
 
+def large_number(x: float) -> str:
+    """A large count in words a table reader takes in at once: ``51.7 million``, ``1.2
+    billion`` (three significant digits); below a thousand as it is. Defined in "How to
+    read this book"."""
+    for size, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if abs(x) >= size:
+            return f"{x / size:.3g} {word}"
+    return f"{x:.3g}"
+
+
 #: The ledger as seen from a chapter page (``chapters/<folder>/<page>.html``).
 LEDGER_FROM_CHAPTER = "../../book/claims.html"
 
