@@ -23,9 +23,9 @@ Explained in "How to read this book" (stored results, verdicts).
 """
 
 MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch04_real_rank",
-           "ch05_icl", "ch05_nbce", "ch06_efficiency", "ch06_real_cache")
+           "ch05_icl", "ch05_nbce", "ch05_real_icl", "ch06_efficiency", "ch06_real_cache")
 #: Second lines of evidence: real trained models measured beside a claim's experiment. They
 #: decide no claim (``RULES = {}``) and name the claims they inform in ``INFORMS``.
-SECOND_LINES = ("ch04_real_rank", "ch06_real_cache")
+SECOND_LINES = ("ch04_real_rank", "ch05_real_icl", "ch06_real_cache")
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
