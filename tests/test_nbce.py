@@ -221,3 +221,11 @@ def test_c17_rule_reaches_every_outcome(cells, outcome):
 def test_c17_rule_needs_enough_documents():
     verdict = nb.RULES["C17"](_results({"*": READS}, docs=4))
     assert verdict.outcome == "inconclusive" and "fewer than the 8" in verdict.reason
+
+
+def test_c17_reason_says_which_cells_count():
+    verdict = nb.RULES["C17"](_results({"*": CANNOT, "passkey x2": READS}))
+    assert verdict.outcome == "supported"
+    assert "(passkey x2; 1 of 4 cells count)" in verdict.reason
+    assert verdict.reason.endswith("not counted (the oracle below the gate): passkey x4, doors x2, doors x4")
+    assert "not counted" not in nb.RULES["C17"](_results({"*": READS})).reason

@@ -365,18 +365,23 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
                          "oracle_minus_nbce": short.__dict__}
     numbers["cells"] = cells
     counted = {n: c for n, c in cells.items() if c != "not counted"}
+    left = [n for n, c in cells.items() if c == "not counted"]
+    tail = f"; not counted (the oracle below the gate): {', '.join(left)}" if left else ""
     if not counted:
         return Verdict("inconclusive", "the oracle itself fails the task in every cell, so no reading counts", numbers)
+    share = f"{len(counted)} of {len(cells)} cells count"
     if "unclear" in counted.values():
         unclear = ", ".join(n for n, c in counted.items() if c == "unclear")
-        return Verdict("inconclusive", f"too few documents to tell NBCE from truncation in {unclear}", numbers)
+        return Verdict("inconclusive", f"too few documents to tell NBCE from truncation in {unclear}{tail}", numbers)
     if all(c == "reads" for c in counted.values()):
-        return Verdict("supported", "NBCE answers past the window as well as a reader handed the right window, far "
-                       "better than truncation, on every task and length", numbers)
+        return Verdict("supported", f"in every cell that counts ({', '.join(counted)}; {share}) NBCE answers past the "
+                       f"window as well as a reader handed the right window, far better than truncation{tail}", numbers)
     if all(c == "fails" for c in counted.values()):
-        return Verdict("refuted", "NBCE does no better than truncating to the window on any task and length", numbers)
+        return Verdict("refuted", f"in every cell that counts ({share}) NBCE does no better than truncating to the "
+                       f"window{tail}", numbers)
     reads = ", ".join(n for n, c in counted.items() if c == "reads") or "none"
-    return Verdict("nuanced", f"NBCE reads past the window in some cells ({reads}) but not in all", numbers)
+    return Verdict("nuanced", f"NBCE reads past the window in some of the cells that count ({reads}; {share}) but "
+                   f"not in all{tail}", numbers)
 
 
 def _c17_docs(results: dict) -> int:
