@@ -147,7 +147,7 @@ def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
     results, stored = stored_or_run(exp, "smoke")
     assert (results["a"], stored) == ("full", True)
     assert len(calls) == runs  # complete stored results: the page shows them and runs nothing
-    assert "stored full-scale results: cmd" in capsys.readouterr().out
+    assert "stored full-scale results, made by\n  cmd" in capsys.readouterr().out
 
 
 def test_stored_or_run_reports_a_corrupt_file_by_name_before_the_smoke_run(tmp_path, capsys):

@@ -428,8 +428,9 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         current = f"python -m {name} --scale full"
         if name.startswith("whydecoder.") and command != current:
             command = f"{current} (stored as: {command}, before the experiments moved)"
-        print("stored full-scale results:", command)  # short lines: they are shown on the page
-        print("  commit", prov["commit"], "on", prov["date"])
+        print("stored full-scale results, made by")  # short lines: they are shown on the page
+        print(" ", command)
+        print("  commit", prov["commit"][:12], "on", prov["date"])
         print("  device", prov["device"])
         return stored["results"], True
     print("no stored full-scale results: showing this run's", scale, "numbers")
