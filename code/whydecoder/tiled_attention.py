@@ -86,36 +86,34 @@ def score_bytes(tq: int, tk: int, heads: int = 1, batch: int = 1, bytes_per_valu
 METHODS = ("naive", "tiled", "sdpa")
 
 
-def _peak_child(method: str, length: int, d: int, heads: int, block: int, queue) -> None:
-    import resource
-
-    torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, heads, length, d, generator=g) for _ in range(3))
-    calls = {"naive": lambda: naive_attention(q, k, v, causal=True),
-             "tiled": lambda: tiled_attention(q, k, v, causal=True, block_q=block, block_k=block),
-             "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    calls[method]()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((after - before) * 1024)  # Linux reports kilobytes
+_PEAK_CHILD = """
+import resource, sys, torch
+from whydecoder.tiled_attention import naive_attention, tiled_attention
+method, length, d, heads, block = sys.argv[1], *map(int, sys.argv[2:])
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(1, heads, length, d, generator=g) for _ in range(3))
+calls = {"naive": lambda: naive_attention(q, k, v, causal=True),
+         "tiled": lambda: tiled_attention(q, k, v, causal=True, block_q=block, block_k=block),
+         "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+calls[method]()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)  # Linux reports kilobytes
+"""
 
 
 def peak_memory_bytes(method: str, length: int, d: int = 64, heads: int = 4, block: int = 64) -> int:
     """How much a causal attention call over ``length`` positions raises the peak resident
-    memory of a fresh process (its inputs already allocated), by ``method``: ``"naive"``,
-    ``"tiled"`` or ``"sdpa"`` (PyTorch's fused kernel). A fresh process per measurement,
-    because the peak of a process only grows. Defined in the chapter on the routes."""
-    import multiprocessing
+    memory of a fresh Python process (its inputs already allocated), by ``method``:
+    ``"naive"``, ``"tiled"`` or ``"sdpa"`` (PyTorch's fused kernel). A fresh process per
+    measurement, because the peak of a process only grows. Defined in the chapter on the routes."""
+    import subprocess
+    import sys
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int, got {length!r}")
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_peak_child, args=(method, length, d, heads, block, queue))
-    child.start()
-    result = queue.get(timeout=600)
-    child.join()
-    return int(result)
+    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, method, str(length), str(d), str(heads), str(block)],
+                         capture_output=True, text=True, check=True, timeout=600)
+    return int(out.stdout.split()[-1])
