@@ -17,25 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
 from whydecoder.accounting import kv_cache_bytes, parameter_count
+from whydecoder.experiments.ch06_efficiency import median_seconds
 from whydecoder.generate import generate
 from whydecoder.llama_gguf import llama_from_tensors, read_llama_gguf, transformers_llama
 from whydecoder.serving import copy_bandwidth
-
-
-def _median_seconds(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -51,9 +40,9 @@ def run(path=None, quick: bool = False, seed: int = 0) -> dict:
     mine = generate(ours, prompt, new_tokens)
     ref = theirs.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
     same = torch.equal(mine, ref)
-    t_ours = _median_seconds(lambda: generate(ours, prompt, new_tokens), repeats)
-    t_theirs = _median_seconds(lambda: theirs.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens,
-                                                       do_sample=False, pad_token_id=0), repeats)
+    t_ours = median_seconds(lambda: generate(ours, prompt, new_tokens), repeats, warmup=1)
+    t_theirs = median_seconds(lambda: theirs.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens,
+                                                       do_sample=False, pad_token_id=0), repeats, warmup=1)
     bandwidth = copy_bandwidth(64 if quick else 512)
     weights = parameter_count(cfg) * 4
     mean_cache = kv_cache_bytes(cfg, prompt_len + new_tokens // 2)

@@ -175,6 +175,15 @@ def load_llama_gguf(path: str | Path | None = None, max_len: int | None = None) 
     return llama_from_tensors(cfg, tensors, path or SMOLLM2_FILE)
 
 
+def load_smollm2(max_len: int | None = None):
+    """``(model, tokenizer, encode)``: SmolLM2-135M in our model (see :func:`load_llama_gguf`),
+    its tokenizer, and ``encode(text) -> ids`` adding no special tokens, as the book's
+    experiments read text. Defined in the chapter "Efficiency: the KV cache"."""
+    tokenizer = load_tokenizer()
+    model = load_llama_gguf(max_len=max_len)
+    return model, tokenizer, lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def load_tokenizer(path: str | Path | None = None):
     """The GGUF file's own tokenizer, as a ``transformers`` fast tokenizer (with the chat
     template of the file). Defined in the chapter "Efficiency: the KV cache"."""

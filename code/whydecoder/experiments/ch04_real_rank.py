@@ -84,12 +84,10 @@ def head_rows(maps: list[torch.Tensor], model: str, mask: str, d_head: int) -> l
 def _decoder_section(s: RealRankSettings, progress: bool) -> list[dict]:
     text = held_out_text()
     if s.decoder == "smollm2":
-        from ..llama_gguf import load_llama_gguf, load_tokenizer
+        from ..llama_gguf import load_smollm2
 
-        tokenizer = load_tokenizer()
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        longest = max(s.ratios) * 64
-        model, name = load_llama_gguf(max_len=longest), "SmolLM2-135M"
+        model, _, encode = load_smollm2(max_len=max(s.ratios) * 64)
+        ids, name = encode(text), "SmolLM2-135M"
     else:
         torch.manual_seed(0)
         cfg = ModelConfig(arch="decoder", vocab_size=256, max_len=64, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2,

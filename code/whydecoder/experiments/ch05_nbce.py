@@ -134,7 +134,11 @@ class Reader:
             raise ValueError(f"a window of {settings.window} tokens leaves {self.chunk_len} for context: too few for "
                              f"{settings.facts_per_chunk} facts of up to {longest} tokens")
         self.filler_unit = encode(PASSKEY_FILLER)
-        self.paragraphs = [encode("\n\n" + p) for p in corpus_text().split("\n\n") if p.strip()]
+
+    @functools.cached_property
+    def paragraphs(self) -> list[list[int]]:
+        """The reference text's paragraphs, encoded once, when a doors window first needs them."""
+        return [self.encode("\n\n" + p) for p in corpus_text().split("\n\n") if p.strip()]
 
     def passkey_chunk(self, key: str | None, rng: random.Random) -> tuple[list[int], float]:
         """A window of filler, with the key's sentence at a random sentence boundary when
@@ -272,11 +276,10 @@ def load_reader(settings: NbceSettings) -> Reader:
     ``tiny_steps`` steps on single windows of the tasks (bytes). Loaded once per process.
     Defined in the chapter "In-context learning"."""
     if settings.model == "smollm2":
-        from ..llama_gguf import load_llama_gguf, load_tokenizer
+        from ..llama_gguf import load_smollm2
 
-        tokenizer = load_tokenizer()
-        model = load_llama_gguf(max_len=settings.window)
-        return Reader(model, lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], settings)
+        model, _, encode = load_smollm2(max_len=settings.window)
+        return Reader(model, encode, settings)
     tok = ByteTokenizer()
     cfg = ModelConfig(arch="decoder", vocab_size=tok.vocab_size, max_len=settings.window, d_model=settings.tiny_d_model,
                       n_heads=4, n_layers=settings.tiny_layers, position="rope")

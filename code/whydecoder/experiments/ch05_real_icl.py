@@ -24,6 +24,7 @@ Explained in the chapter "In-context learning", section "A real model".
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,10 +114,10 @@ def load_model(s: RealIclSettings):
     """``(model, encode)``: SmolLM2-135M with its tokenizer, or a tiny random decoder on
     bytes. Defined in the chapter "In-context learning"."""
     if s.model == "smollm2":
-        from ..llama_gguf import load_llama_gguf, load_tokenizer
+        from ..llama_gguf import load_smollm2
 
-        tok = load_tokenizer()
-        return load_llama_gguf(max_len=1024), lambda text: tok(text, add_special_tokens=False)["input_ids"]
+        model, _, encode = load_smollm2(max_len=1024)
+        return model, encode
     torch.manual_seed(s.seed)
     cfg = ModelConfig(arch="decoder", vocab_size=ByteTokenizer().vocab_size, max_len=512, d_model=32, n_heads=4,
                       n_layers=2, position="rope", norm_layer="rmsnorm", gated_mlp=True, activation="silu", bias=False)
@@ -210,13 +211,9 @@ def _implicit_section(s: RealIclSettings, model, encode, progress: bool) -> list
     return rows
 
 
-_LOADED: dict = {}
-
-
+@functools.lru_cache(maxsize=2)
 def _model(s: RealIclSettings):
-    if s not in _LOADED:
-        _LOADED[s] = load_model(s)
-    return _LOADED[s]
+    return load_model(s)
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:

@@ -24,6 +24,7 @@ Explained in the chapter "Efficiency: the KV cache", section "A real model".
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +94,9 @@ class Served:
 
     def __init__(self, s: RealCacheSettings):
         if s.model == "smollm2":
-            from ..llama_gguf import load_llama_gguf, load_tokenizer
+            from ..llama_gguf import load_smollm2
 
-            tok = load_tokenizer()
-            self.model = load_llama_gguf(max_len=max(s.max_len, 2048))
+            self.model, tok, _ = load_smollm2(max_len=max(s.max_len, 2048))
             self.template = lambda messages: list(tok.apply_chat_template(messages, add_generation_prompt=True,
                                                                           tokenize=True)["input_ids"])
             self.decode = tok.decode
@@ -115,20 +115,21 @@ class Served:
             self.name = "random decoder"
 
 
-_SERVED: dict = {}
+    @functools.cached_property
+    def expanded(self) -> Transformer:
+        """The model with one key/value head per query head, built once for every section."""
+        return expand_kv_heads(self.model)
 
 
+@functools.lru_cache(maxsize=2)
 def served(s: RealCacheSettings) -> Served:
     """The model of ``s``, loaded once per process. Defined in the chapter "Efficiency: the KV cache"."""
-    if s not in _SERVED:
-        _SERVED[s] = Served(s)
-    return _SERVED[s]
+    return Served(s)
 
 
 @torch.no_grad()
 def _bytes_section(s: RealCacheSettings) -> dict:
-    m = served(s).model
-    wide = expand_kv_heads(m)
+    m, wide = served(s).model, served(s).expanded
     rows = []
     for t in s.lengths:
         ids = torch.randint(0, m.cfg.vocab_size, (1, t), generator=torch.Generator().manual_seed(t))
@@ -171,8 +172,7 @@ def _chat_section(s: RealCacheSettings) -> dict:
 
 @torch.no_grad()
 def _batched_section(s: RealCacheSettings, progress: bool) -> dict:
-    m = served(s).model
-    wide = expand_kv_heads(m)
+    m, wide = served(s).model, served(s).expanded
     rows = []
     grid = [(v, b, t) for v in ("grouped", "expanded") for b in s.batches for t in s.batch_contexts]
     for variant, b, t in tqdm(grid, desc="batched", disable=not progress, leave=False):
