@@ -25,20 +25,26 @@ def _attn_params(cfg: ModelConfig) -> int:
     return weights + (q + 2 * kv + d if cfg.bias else 0)
 
 
-def _mlp_params(cfg: ModelConfig) -> int:
+def _mlp_params(cfg: ModelConfig, active: bool = False) -> int:
     d, f, n = cfg.d_model, cfg.ff_dim, 3 if cfg.gated_mlp else 2  # the gate is a third matrix
-    return n * d * f + ((n - 1) * f + d if cfg.bias else 0)
+    one = n * d * f + ((n - 1) * f + d if cfg.bias else 0)
+    if not cfg.n_experts:
+        return one
+    # a mixture of experts: a router (d x E, no bias) and E experts, top_k of them run per token
+    return d * cfg.n_experts + one * (cfg.expert_top_k if active else cfg.n_experts)
 
 
-def parameter_count(cfg: ModelConfig, embeddings: bool = True) -> int:
+def parameter_count(cfg: ModelConfig, embeddings: bool = True, active: bool = False) -> int:
     """Number of trainable parameters of ``Transformer(cfg)``, by formula.
 
     ``embeddings=False`` leaves out the token and position tables (Kaplan et al.'s N).
+    ``active=True`` counts a mixture of experts' ``expert_top_k`` experts only (the
+    parameters one token runs through); retention has attention's four projections.
     Defined in the chapter "Efficiency: the KV cache".
     """
     d = cfg.d_model
     norm = d if cfg.norm_layer == "rmsnorm" else 2 * d  # RMSNorm has a scale and no shift
-    block = _attn_params(cfg) + _mlp_params(cfg) + 2 * norm
+    block = _attn_params(cfg) + _mlp_params(cfg, active) + 2 * norm
     stacks = [cfg.n_layers]
     total = cfg.n_layers * block
     if cfg.arch == "encoder-decoder":

@@ -27,6 +27,8 @@ class LayerCache:
     def __init__(self):
         self.k = self.v = None
         self.cross_k = self.cross_v = None
+        self.state: torch.Tensor | None = None  # retention's fixed-size state, instead of k and v
+        self.seen = 0  # positions absorbed into ``state``
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.k is None:
@@ -37,7 +39,7 @@ class LayerCache:
         return self.k, self.v
 
     def tensors(self):
-        return [t for t in (self.k, self.v, self.cross_k, self.cross_v) if t is not None]
+        return [t for t in (self.k, self.v, self.cross_k, self.cross_v, self.state) if t is not None]
 
 
 class KVCache:
@@ -54,8 +56,8 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        k = self.layers[0].k
-        return 0 if k is None else k.shape[2]
+        first = self.layers[0]
+        return first.seen if first.k is None else first.k.shape[2]
 
     @property
     def has_cross(self) -> bool:
@@ -68,6 +70,7 @@ class KVCache:
         copy.prefix_len = self.prefix_len
         for mine, theirs in zip(copy.layers, self.layers):
             mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
+            mine.state, mine.seen = theirs.state, theirs.seen
         return copy
 
     def crop(self, length: int) -> None:
@@ -75,6 +78,8 @@ class KVCache:
         keys and values stay)."""
         if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
             raise ValueError(f"length must be an int in [0, {self.length}], got {length!r}")
+        if self.layers[0].state is not None and length != self.length:
+            raise ValueError("a recurrent state cannot be cut back: it holds every position at once; re-run the prefix")
         for layer in self.layers:
             if layer.k is not None:
                 layer.k, layer.v = (layer.k[:, :, :length], layer.v[:, :, :length]) if length else (None, None)

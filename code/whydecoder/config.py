@@ -14,6 +14,7 @@ POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("pre", "post")
 NORM_LAYERS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+MIXERS = ("attention", "retention")
 
 # The self-attention mask each architecture uses (the encoder-decoder's decoder is causal,
 # its encoder bidirectional).
@@ -38,6 +39,11 @@ class ModelConfig:
     ``norm_eps`` exist so that GPT-2 (pre-LN) and BERT (post-LN) load exactly;
     ``norm_layer="rmsnorm"``, ``gated_mlp`` (a SiLU-gated MLP with ``activation="silu"``),
     ``rope_base`` and ``bias=False`` so that the Llama family (SmolLM2) does.
+
+    The architecture route (chapter "The routes after the plain decoder"): ``mixer=
+    "retention"`` swaps self-attention for RetNet-style retention (decoder only;
+    :mod:`whydecoder.retention`), and ``n_experts`` makes every MLP a mixture of that many
+    experts of width ``d_ff``, ``expert_top_k`` of them per token (:mod:`whydecoder.experts`).
 
     Defined in the chapter "Four architectures, one block".
     """
@@ -66,6 +72,9 @@ class ModelConfig:
     head_bias: bool = False
     tie_embeddings: bool = True
     share_encoder_decoder: bool = False
+    mixer: str = "attention"
+    n_experts: int | None = None
+    expert_top_k: int = 2
 
     def __post_init__(self):
         def check_choice(name, value, choices):
@@ -77,11 +86,12 @@ class ModelConfig:
         check_choice("norm", self.norm, NORMS)
         check_choice("norm_layer", self.norm_layer, NORM_LAYERS)
         check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("mixer", self.mixer, MIXERS)
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("n_encoder_layers", "d_head", "n_kv_heads", "d_ff"):
+        for name in ("n_encoder_layers", "d_head", "n_kv_heads", "d_ff", "n_experts"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
@@ -95,6 +105,14 @@ class ModelConfig:
                      "share_encoder_decoder", "gated_mlp"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.expert_top_k, bool) or not isinstance(self.expert_top_k, int) or self.expert_top_k < 1:
+            raise ValueError(f"expert_top_k must be a positive int, got {self.expert_top_k!r}")
+        if self.n_experts is not None and self.expert_top_k > self.n_experts:
+            raise ValueError(f"expert_top_k={self.expert_top_k} exceeds n_experts={self.n_experts}")
+        if self.mixer == "retention" and self.arch != "decoder":
+            raise ValueError(f"mixer 'retention' is causal by construction: it needs arch 'decoder', not {self.arch!r}")
+        if self.mixer == "retention" and self.n_kv_heads not in (None, self.n_heads):
+            raise ValueError(f"mixer 'retention' has no grouped key/value heads; got n_kv_heads={self.n_kv_heads}")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "

@@ -15,8 +15,10 @@ from torch import nn
 
 from .attention import Attention, KVCache
 from .config import ModelConfig
+from .experts import MoE
 from .masks import attention_mask, prefix_masks
 from .positions import AbsolutePositions
+from .retention import Retention
 
 _ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU(),
                 "silu": lambda: nn.SiLU()}
@@ -67,7 +69,8 @@ class Block(nn.Module):
 
     ``norm="pre"`` (GPT-2): ``x + f(norm(x))``; ``norm="post"`` (BERT, the original
     Transformer): ``norm(x + f(x))``. ``shared`` reuses another block's self-attention, MLP
-    and norms (the encoder-decoder "shared" variant).
+    and norms (the encoder-decoder "shared" variant). ``cfg.mixer`` and ``cfg.n_experts``
+    swap in retention for self-attention and a mixture of experts for the MLP.
 
     Defined in the chapter "Four architectures, one block".
     """
@@ -76,7 +79,8 @@ class Block(nn.Module):
         super().__init__()
         self.pre = cfg.norm == "pre"
         if shared is None:
-            self.attn, self.mlp = Attention(cfg), MLP(cfg)
+            self.attn = Retention(cfg) if cfg.mixer == "retention" else Attention(cfg)
+            self.mlp = MoE(cfg, lambda: MLP(cfg)) if cfg.n_experts else MLP(cfg)
             self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
         else:
             self.attn, self.mlp, self.norm1, self.norm2 = shared.attn, shared.mlp, shared.norm1, shared.norm2
@@ -186,6 +190,8 @@ class Transformer(nn.Module):
             return None, False  # encoder: every position reads every position
         if kind == "causal" and n_past == 0:
             return None, True  # decoder: the fused kernel builds the triangle
+        if kind == "causal" and n_new == 1:
+            return None, False  # one new position reads every cached one and itself
         if kind == "prefix" and torch.is_tensor(prefix_len) and prefix_len.dim() > 0:
             return self._batched_prefix_mask(prefix_len, n_new, n_past, device), False
         prefix = self._checked_prefix(prefix_len, n_past) if kind == "prefix" else None

@@ -36,8 +36,9 @@ def expand_kv_heads(model: Transformer) -> Transformer:
 
 def random_cache(model: Transformer, batch: int, length: int, seed: int = 0) -> KVCache:
     """A cache of ``batch`` sequences of ``length`` positions filled with random keys and
-    values: what one decoding step reads, without paying for the prefill (its content does
-    not change the step's cost). Defined in the chapter "Efficiency: the KV cache"."""
+    values (for retention, a random state that stands for ``length`` positions): what one
+    decoding step reads, without paying for the prefill (its content does not change the
+    step's cost). Defined in the chapter "Efficiency: the KV cache"."""
     for name, value in (("batch", batch), ("length", length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -45,7 +46,13 @@ def random_cache(model: Transformer, batch: int, length: int, seed: int = 0) -> 
         raise ValueError(f"length {length} leaves no room for one more token within max_len {model.cfg.max_len}")
     g = torch.Generator().manual_seed(seed)
     cache = model.new_cache()
-    shape = (batch, model.cfg.kv_heads, length, model.cfg.head_dim)
+    cfg = model.cfg
+    if cfg.mixer == "retention":  # one fixed-size state per layer, whatever the length
+        for layer in cache.layers:
+            layer.state = torch.randn((batch, cfg.n_heads, cfg.head_dim, cfg.head_dim), generator=g)
+            layer.seen = length
+        return cache
+    shape = (batch, cfg.kv_heads, length, cfg.head_dim)
     for layer in cache.layers:
         layer.k, layer.v = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     return cache

@@ -30,7 +30,12 @@ BRANCH_COLOURS = {
 COLUMNS = (
     "name", "family", "year", "month", "organization", "branch", "architecture_basis",
     "params_b", "active_params_b", "open_weights", "in_survey_tree", "source", "notes",
+    "attention", "sliding_window", "layers", "context_k", "train_tokens_t", "feature_source",
 )
+#: The architecture-feature columns (claim C19), empty where not published.
+ATTENTION_KINDS = ("MHA", "MQA", "GQA", "MLA", "none")
+LAYER_KINDS = ("attention", "hybrid", "recurrent")
+FEATURES = ("attention", "sliding_window", "layers", "context_k", "train_tokens_t")
 ROUTE_COLUMNS = ("route", "route_in_source", "representative", "kind", "tree_name", "source", "focus")
 FIRST_YEAR, LAST_DATE = 2017, (2026, 12)
 # The survey's tree, in its April and August 2023 versions, stops at August 2023.
@@ -120,11 +125,45 @@ def validate_tree(df: pd.DataFrame) -> None:
         if not str(row.organization).strip():
             raise ValueError(f"{name}: empty organization")
         _check_source(name, str(row.source).strip(), year, month)
+        _check_features(row)
+
+
+def _check_features(row) -> None:
+    """The architecture features of one row: known vocabularies, plausible numbers, a
+    source whenever a feature is given, and no softmax-attention variant on a model without
+    attention layers."""
+    name = row.name
+    for column, allowed in (("attention", ATTENTION_KINDS), ("sliding_window", ("yes", "no")), ("layers", LAYER_KINDS)):
+        value = getattr(row, column)
+        if value and value not in allowed:
+            raise ValueError(f"{name}: {column} {value!r} is not one of {allowed} (or empty: not published)")
+    for column, low, high, unit in (("context_k", 0.1, 20000, "thousand tokens"), ("train_tokens_t", 0.001, 200,
+                                                                                    "trillion tokens")):
+        value = getattr(row, column)
+        if value:
+            try:
+                x = float(value)
+            except ValueError:
+                raise ValueError(f"{name}: {column} {value!r} is not a number of {unit}") from None
+            if not low <= x <= high:
+                raise ValueError(f"{name}: {column} {x} is outside the plausible range {low} to {high} {unit}")
+    if (row.layers == "recurrent") != (row.attention == "none") and row.layers and row.attention:
+        raise ValueError(f"{name}: layers {row.layers!r} and attention {row.attention!r} disagree "
+                         "(a recurrent model has no attention, and only a recurrent one)")
+    given = [c for c in FEATURES if getattr(row, c)]
+    source = str(row.feature_source).strip()
+    if given and not source:
+        raise ValueError(f"{name}: features {given} have no feature_source")
+    if source and not given:
+        raise ValueError(f"{name}: a feature_source but no feature")
+    if source and not (_ARXIV.fullmatch(source) or source.startswith("https://") or _CITATION.fullmatch(source)):
+        raise ValueError(f"{name}: feature_source {source!r} is neither an arXiv id, an https URL nor a citation "
+                         "ending '(YYYY-MM)'")
 
 
 def load_tree(path: str | Path = TREE_PATH) -> pd.DataFrame:
-    """The tree dataset, validated, with numeric ``params_b``/``active_params_b`` (NaN where
-    unpublished) and a fractional ``date`` column (year + (month - 1) / 12).
+    """The tree dataset, validated, with numeric ``params_b``/``active_params_b``,
+    ``context_k``/``train_tokens_t`` (NaN where unpublished) and a fractional ``date`` column (year + (month - 1) / 12).
 
     Defined in the chapter "The evolution tree of language models".
     """
@@ -136,7 +175,7 @@ def load_tree(path: str | Path = TREE_PATH) -> pd.DataFrame:
             raise ValueError(f"{column} is not an integer for {bad}")
         df[column] = df[column].astype(int)
     validate_tree(df)
-    for column in ("params_b", "active_params_b"):
+    for column in ("params_b", "active_params_b", "context_k", "train_tokens_t"):
         df[column] = pd.to_numeric(df[column].replace("", np.nan))
     df["date"] = df["year"] + (df["month"] - 1) / 12
     return df.sort_values(["date", "name"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,338 @@
+"""The efficiency route (C21): attention in tiles, and LoRA and QLoRA against full finetuning.
+
+- *Attention in tiles* (:mod:`whydecoder.tiled_attention`): the largest difference from
+  naive attention in float32, and the peak memory of one causal attention call against
+  the sequence length for the naive form, the tiled form and PyTorch's fused kernel.
+- *Finetuning*: SmolLM2-135M (our model, its GGUF weights) finetuned on the book's corpus
+  (CPython's reference topics, its own tokenizer) three ways from the same weights, on the
+  same batches for the same steps (:mod:`whydecoder.finetune`): every weight, LoRA, QLoRA.
+  Measured per seed: held-out loss and time per step; per method, in a fresh process:
+  trainable parameters, the bytes the model occupies and the peak resident memory of
+  finetuning. Claim C21 is decided by :data:`RULES`.
+
+Smoke scale: the same code on a tiny untrained decoder of ours (bytes). Explained in the
+chapter "The routes after the plain decoder".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import finetune
+from ..config import ModelConfig
+from ..model import Transformer, sequence_loss
+from ..paths import results_dir
+from ..results import experiment_command, experiment_main, judged_settings, per_seed_sections, run_sections
+from ..results import load_complete as load_stored
+from ..scale import current_scale
+from ..text import ByteTokenizer, corpus_text, random_chunks
+from ..tiled_attention import METHODS as ATTENTION_METHODS
+from ..tiled_attention import naive_attention, peak_memory_bytes, tiled_attention
+from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
+
+RESULTS_DIR = results_dir("efficiency_route")
+METHODS = finetune.METHODS
+SECTIONS = ("attention", "before") + METHODS + ("memory",)
+
+
+@dataclass(frozen=True)
+class EfficiencyRouteSettings:
+    """One scale of the efficiency-route experiment: attention ``lengths`` (``heads`` heads
+    of ``head_dim``, tiles of ``block``); finetuning of ``model`` (``"smollm2"`` or
+    ``"tiny"``) on ``batch`` rows of ``seq_len`` tokens for ``steps`` steps per seed, AdamW
+    at ``lr_full`` for every weight and ``lr_adapter`` for the adapters (rank ``rank``,
+    scale ``alpha / rank``), held-out loss on ``val_batches`` fixed batches, peak memory
+    over ``memory_steps`` steps. Defined in the chapter "The routes after the plain decoder"."""
+
+    model: str
+    lengths: tuple[int, ...]
+    heads: int
+    head_dim: int
+    block: int
+    seq_len: int
+    batch: int
+    steps: int
+    seeds: tuple[int, ...]
+    lr_full: float
+    lr_adapter: float
+    rank: int
+    alpha: int
+    val_batches: int
+    memory_steps: int
+
+    def __post_init__(self):
+        if self.model not in ("smollm2", "tiny"):
+            raise ValueError(f"model must be 'smollm2' or 'tiny', got {self.model!r}")
+
+
+SETTINGS = {
+    "smoke": EfficiencyRouteSettings(model="tiny", lengths=(128, 256), heads=2, head_dim=16, block=32, seq_len=32,
+                                     batch=2, steps=3, seeds=(0, 1), lr_full=1e-3, lr_adapter=1e-3, rank=4, alpha=8,
+                                     val_batches=1, memory_steps=1),
+    "full": EfficiencyRouteSettings(model="smollm2", lengths=(512, 1024, 2048, 4096, 8192), heads=4, head_dim=64,
+                                    block=64, seq_len=128, batch=2, steps=30, seeds=(0, 1, 2, 3, 4), lr_full=3e-5,
+                                    lr_adapter=1e-3, rank=8, alpha=16, val_batches=4, memory_steps=3),
+}
+
+
+def _scale_of(s: EfficiencyRouteSettings) -> str:
+    return next(name for name, value in SETTINGS.items() if value == s)
+
+
+# ---------------------------------------------------------------- attention in tiles
+
+
+@torch.no_grad()
+def attention_section(s: EfficiencyRouteSettings) -> list[dict]:
+    """Per length: the largest absolute difference of the tiled form and of the fused
+    kernel from naive attention (float32, causal, one seeded draw), and each method's peak
+    memory (:func:`whydecoder.tiled_attention.peak_memory_bytes`). Defined in the chapter
+    "The routes after the plain decoder"."""
+    rows = []
+    for length in s.lengths:
+        g = torch.Generator().manual_seed(length)
+        q, k, v = (torch.randn(1, s.heads, length, s.head_dim, generator=g) for _ in range(3))
+        naive = naive_attention(q, k, v, causal=True)
+        tiled = tiled_attention(q, k, v, causal=True, block_q=s.block, block_k=s.block)
+        fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        del q, k, v
+        rows.append({"length": length, "tiled_error": float((tiled - naive).abs().max()),
+                     "sdpa_error": float((fused - naive).abs().max()),
+                     "peak_bytes": {m: peak_memory_bytes(m, length, s.head_dim, s.heads, s.block)
+                                    for m in ATTENTION_METHODS}})
+    return rows
+
+
+# ---------------------------------------------------------------- finetuning
+
+
+def _tiny_config() -> ModelConfig:
+    return ModelConfig(arch="decoder", vocab_size=ByteTokenizer().vocab_size, max_len=64, d_model=64, n_heads=4,
+                       n_layers=2, position="rope", norm_layer="rmsnorm", gated_mlp=True, activation="silu",
+                       bias=False)
+
+
+def load_base(s: EfficiencyRouteSettings) -> Transformer:
+    """A fresh copy of the pretrained model (SmolLM2-135M read from its GGUF; or, at smoke
+    scale, a tiny decoder of ours with seeded random weights). Defined in the chapter "The
+    routes after the plain decoder"."""
+    if s.model == "smollm2":
+        from ..llama_gguf import load_llama_gguf
+
+        return load_llama_gguf(max_len=s.seq_len)
+    torch.manual_seed(0)
+    return Transformer(_tiny_config()).eval()
+
+
+@functools.lru_cache(maxsize=2)
+def corpus_ids(model: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corpus as token ids for ``model`` (SmolLM2's tokenizer, or bytes), split 90/10
+    by text into train and held-out parts. Defined in the chapter "The routes after the
+    plain decoder"."""
+    text = corpus_text()
+    cut = int(len(text) * 0.9)
+    if model == "smollm2":
+        from ..llama_gguf import load_tokenizer
+
+        tokenizer = load_tokenizer()
+        encode = lambda part: tokenizer(part, add_special_tokens=False)["input_ids"]  # noqa: E731
+    else:
+        encode = ByteTokenizer().encode
+    return tuple(torch.tensor(encode(part), dtype=torch.long) for part in (text[:cut], text[cut:]))
+
+
+def _batches(ids: torch.Tensor, s: EfficiencyRouteSettings, n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [random_chunks(ids, s.batch, s.seq_len + 1, g) for _ in range(n)]
+
+
+def _loss(model, rows: torch.Tensor) -> torch.Tensor:
+    return sequence_loss(model(rows[:, :-1]), rows[:, 1:])
+
+
+@torch.no_grad()
+def held_out_loss(model, s: EfficiencyRouteSettings) -> float:
+    """Mean next-token loss (nats per token) on the fixed held-out batches. Defined in the
+    chapter "The routes after the plain decoder"."""
+    model.eval()
+    rows = _batches(corpus_ids(s.model)[1], s, s.val_batches, seed=4321)
+    return sum(float(_loss(model, r)) for r in rows) / len(rows)
+
+
+def finetune_steps(model, method: str, s: EfficiencyRouteSettings, seed: int, steps: int) -> dict:
+    """``steps`` AdamW steps (no weight decay, constant rate) on seeded training batches;
+    the losses and seconds per step. Defined in the chapter "The routes after the plain decoder"."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=s.lr_full if method == "full" else s.lr_adapter, weight_decay=0.0)
+    model.train()
+    losses, seconds = [], []
+    for rows in _batches(corpus_ids(s.model)[0], s, steps, seed):
+        t0 = time.perf_counter()
+        loss = _loss(model, rows)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seconds.append(time.perf_counter() - t0)
+        losses.append(loss.item())
+    model.eval()
+    return {"losses": losses, "seconds": seconds, "optimizer_bytes": sum(
+        t.numel() * t.element_size() for state in opt.state.values() for t in state.values() if torch.is_tensor(t))}
+
+
+def one_finetune(method: str, seed: int, s: EfficiencyRouteSettings) -> dict:
+    """Finetune a fresh copy of the base model by ``method`` with ``seed`` (the adapters'
+    initialisation and the batches); held-out loss after. Defined in the chapter "The
+    routes after the plain decoder"."""
+    torch.manual_seed(seed)
+    model = finetune.prepare(load_base(s), method, s.rank, s.alpha)
+    trained = finetune_steps(model, method, s, seed, s.steps)
+    return {"method": method, "seed": seed, "trainable": finetune.trainable_parameters(model),
+            "val_loss": held_out_loss(model, s), "train_losses": trained["losses"],
+            "step_seconds": statistics.median(trained["seconds"][1:] or trained["seconds"])}
+
+
+def memory_child(scale: str, method: str) -> dict:
+    """Run in a fresh process: the memory of finetuning by ``method`` above the process's
+    own start (torch and the corpus loaded): ``model_bytes`` once the model is built and
+    prepared, ``peak_bytes`` the peak over ``memory_steps`` steps. Defined in the chapter
+    "The routes after the plain decoder"."""
+    import bitsandbytes  # noqa: F401  (the libraries' own import is not the method's memory)
+    import peft  # noqa: F401
+
+    torch.set_num_threads(1)
+    s = SETTINGS[scale]
+    corpus_ids(s.model)
+    start = finetune.resident_bytes()
+    torch.manual_seed(0)
+    model = finetune.prepare(load_base(s), method, s.rank, s.alpha)
+    built = finetune.resident_bytes()
+    finetune.reset_peak()
+    trained = finetune_steps(model, method, s, 0, s.memory_steps)
+    return {"method": method, "model_bytes": built - start, "peak_bytes": finetune.peak_bytes() - start,
+            "weight_bytes": finetune.weight_bytes(model), "optimizer_bytes": trained["optimizer_bytes"],
+            "trainable": finetune.trainable_parameters(model)}
+
+
+def memory_section(s: EfficiencyRouteSettings) -> dict:
+    """:func:`memory_child` for each method, each in a fresh ``python -c`` process (the
+    peak of a process only grows). Defined in the chapter "The routes after the plain decoder"."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env["OMP_NUM_THREADS"] = "1"
+    out = {}
+    for method in METHODS:
+        code = ("import json; from whydecoder.experiments.ch07_efficiency_route import memory_child; "
+                f"print(json.dumps(memory_child({_scale_of(s)!r}, {method!r})))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=1800,
+                              env=env)
+        out[method] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+    """Both halves at ``scale``; with ``out``, store section by section. Defined in the
+    chapter "The routes after the plain decoder"."""
+    scale = current_scale(scale)
+    s = SETTINGS[scale]
+    sections = {"attention": lambda: attention_section(s),
+                "before": lambda: {"val_loss": held_out_loss(load_base(s), s),
+                                   "parameters": sum(p.numel() for p in load_base(s).parameters())}}
+    sections |= per_seed_sections(METHODS, s.seeds, lambda method, seed: one_finetune(method, seed, s))
+    sections["memory"] = lambda: memory_section(s)
+    assert tuple(sections) == SECTIONS
+    return run_sections(sections, judged_settings(s, RULES), out,
+                        experiment_command("experiments.ch07_efficiency_route", scale, out))
+
+
+def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
+    """The stored payload if complete under the current settings and rules, else ``None``.
+    Defined in the chapter "The routes after the plain decoder"."""
+    return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
+
+
+def losses_by_seed(results: dict, method: str) -> dict[int, float]:
+    """``{seed: held-out loss}`` after finetuning by ``method``. Defined in the chapter
+    "The routes after the plain decoder"."""
+    return {r["seed"]: r["val_loss"] for r in results[method]}
+
+
+def _c21_seeds(results: dict) -> int:
+    return min(len(results[m]) for m in METHODS)
+
+
+def _c21_decide(results: dict, p: dict) -> Verdict:
+    """C21: does the efficiency route make training and inference much cheaper at little
+    or no cost in quality?
+
+    *Attention in tiles*: exact when the tiled form is within ``p["exact_tolerance"]`` of
+    naive attention at every length, and cheaper when naive attention's peak memory at the
+    longest length is at least ``p["memory_ratio"]`` times the tiled form's.
+
+    *Adapters*: gate: full finetuning must lower the held-out loss by ``p["loss_gate"]``
+    nats per token from the pretrained model's, else nothing was learned to compare
+    (inconclusive). For LoRA and QLoRA: cheaper when the peak memory of finetuning is at
+    least ``p["memory_saving"]`` below full finetuning's; the quality cost is the paired
+    difference of held-out loss (method minus full, by seed) against ``p["loss_margin"]``:
+    "higher" is a cost, "equivalent" or "lower" none. Time per step is measured and shown,
+    not decided on (these methods target memory).
+
+    Supported when attention in tiles is exact and cheaper and both adapter methods are
+    cheaper at no cost; refuted when neither half delivers (tiles not exact or not cheaper,
+    and no adapter method cheaper at no cost); inconclusive when every quality reading is
+    unclear; nuanced otherwise, the reason naming each part.
+    """
+    rows = results["attention"]
+    worst = max(r["tiled_error"] for r in rows)
+    longest = max(rows, key=lambda r: r["length"])
+    ratio = longest["peak_bytes"]["naive"] / max(1, longest["peak_bytes"]["tiled"])
+    tiles_ok = worst <= p["exact_tolerance"] and ratio >= p["memory_ratio"]
+    full = losses_by_seed(results, "full")
+    before = results["before"]["val_loss"]
+    full_mean = sum(full.values()) / len(full)
+    numbers = {"tiled_error": worst, "memory_ratio": ratio, "tiles_ok": tiles_ok, "before": before,
+               "full_mean": full_mean}
+    if not learned(full_mean, before, lower_is_better=True, by=p["loss_gate"]):
+        return Verdict("inconclusive", f"full finetuning moved the held-out loss from {before:.3f} to {full_mean:.3f}, "
+                       f"less than the gate {p['loss_gate']}: nothing learned to compare", numbers)
+    memory = results["memory"]
+    readings, parts = {}, []
+    for method in ("lora", "qlora"):
+        diff = t_interval(paired_differences(losses_by_seed(results, method), full))
+        quality = compare(diff, p["loss_margin"])
+        saving = 1 - memory[method]["peak_bytes"] / memory["full"]["peak_bytes"]
+        cheaper = saving >= p["memory_saving"]
+        readings[method] = {"quality": quality, "saving": saving, "cheaper": cheaper, "difference": diff.__dict__}
+        parts.append(f"{method}: peak memory {saving:+.0%} below full, loss {diff.mean:+.3f} [{diff.low:+.3f}, "
+                     f"{diff.high:+.3f}] ({quality})")
+    numbers["readings"] = readings
+    reason = (f"tiles: largest error {worst:.1e}, naive/tiled peak memory x{ratio:.0f} at {longest['length']}; "
+              + "; ".join(parts))
+    no_cost = {m: r["cheaper"] and r["quality"] in ("equivalent", "lower") for m, r in readings.items()}
+    if tiles_ok and all(no_cost.values()):
+        return Verdict("supported", reason, numbers)
+    if not tiles_ok and not any(no_cost.values()):
+        return Verdict("refuted", reason, numbers)
+    if all(r["quality"] == "unclear" for r in readings.values()):
+        return Verdict("inconclusive", reason, numbers)
+    return Verdict("nuanced", reason, numbers)
+
+
+RULES = {"C21": Rule(
+    "C21", "attention in tiles equals naive attention at a fraction of its memory, and LoRA and QLoRA finetune "
+    "with clearly less memory than full finetuning at no cost in held-out loss beyond a margin",
+    {"min_seeds": 5, "exact_tolerance": 1e-4, "memory_ratio": 4.0, "loss_gate": 0.02, "loss_margin": 0.05,
+     "memory_saving": 0.25},
+    _c21_decide, seeds=_c21_seeds)}
+
+
+if __name__ == "__main__":
+    experiment_main("experiments.ch07_efficiency_route", run, RESULTS_DIR)

@@ -1,0 +1,100 @@
+"""C19: the tree's architecture-feature columns, their validation, the counts per period
+and the rule driven to every outcome."""
+
+import pandas as pd
+import pytest
+
+from whydecoder import tree, tree_structure
+
+
+@pytest.fixture(scope="module")
+def df():
+    return tree.load_tree()
+
+
+@pytest.fixture
+def raw():
+    return pd.read_csv(tree.TREE_PATH, dtype=str, keep_default_na=False).astype({"year": int, "month": int})
+
+
+@pytest.mark.parametrize("name, attention, layers, context_k, tokens", [
+    ("LLaMA", "MHA", "attention", 2, 1.4),
+    ("Llama 2", "GQA", "attention", 4, 2),
+    ("PaLM", "MQA", "attention", 2, 0.78),
+    ("DeepSeek-V3", "MLA", "attention", 128, 14.8),
+    ("Jamba", "GQA", "hybrid", 256, None),
+    ("Mamba", "none", "recurrent", None, 0.3),
+])
+def test_spot_features(df, name, attention, layers, context_k, tokens):
+    row = df.set_index("name").loc[name]
+    assert (row["attention"], row["layers"]) == (attention, layers)
+    assert (pd.isna(row["context_k"]) and context_k is None) or row["context_k"] == context_k
+    assert (pd.isna(row["train_tokens_t"]) and tokens is None) or row["train_tokens_t"] == tokens
+
+
+def test_mistral_has_a_sliding_window_and_closed_models_no_layers(df):
+    rows = df.set_index("name")
+    assert rows.loc["Mistral 7B", "sliding_window"] == "yes"
+    assert rows.loc["GPT-4", "layers"] == "" and rows.loc["GPT-4", "attention"] == ""
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("attention", "flash", "attention 'flash'"),
+    ("sliding_window", "maybe", "sliding_window 'maybe'"),
+    ("layers", "convolution", "layers 'convolution'"),
+    ("context_k", "lots", "'lots' is not a number of thousand tokens"),
+    ("context_k", "50000", "outside the plausible range"),
+    ("train_tokens_t", "900", "outside the plausible range"),
+    ("feature_source", "", "have no feature_source"),
+    ("feature_source", "a blog", "neither an arXiv id"),
+    ("attention", "none", "disagree"),
+])
+def test_feature_validation_names_the_bad_value(raw, column, value, message):
+    raw.loc[raw["name"] == "Llama 2", column] = value
+    with pytest.raises(ValueError) as err:
+        tree.validate_tree(raw)
+    assert str(err.value).startswith("Llama 2: ") and message in str(err.value)
+
+
+def test_a_source_without_features_is_refused(raw):
+    raw.loc[raw["name"] == "OpenAI o1", "feature_source"] = "arXiv:2412.16720"
+    with pytest.raises(ValueError, match="OpenAI o1: a feature_source but no feature"):
+        tree.validate_tree(raw)
+
+
+def test_counts_take_generative_published_models_with_known_layers(df):
+    rows = tree_structure.with_structure(df)
+    assert set(rows["branch"]) <= set(tree_structure.GENERATIVE)
+    assert (rows["architecture_basis"] == "published").all() and (rows["layers"] != "").all()
+    assert rows.set_index("name").loc["Mixtral 8x7B", "departs"] and not rows.set_index("name").loc["LLaMA", "departs"]
+    assert rows.set_index("name").loc["Llama 2", "period"] == "before"
+    assert rows.set_index("name").loc["Mistral 7B", "period"] == "after"
+    table = tree_structure.structure_by_year(df)
+    assert table["models"].sum() == len(rows) and table.index.min() == tree_structure.BEFORE_FROM
+
+
+def counts(before, after, n=(20, 20), tokens=(1.0, 10.0)):
+    def period(share, models, median):
+        return {"models": models, "departs": share, "moe": share, "mla": 0.0, "recurrent_layers": 0.0,
+                "shared_kv": 0.0, "median_tokens_t": median, "tokens_published": models, "families": models,
+                "family_departs": share}
+    return {"before": period(before, n[0], tokens[0]), "after": period(after, n[1], tokens[1])}
+
+
+@pytest.mark.parametrize("before, after, n, outcome", [
+    (0.05, 0.5, (20, 20), "refuted"),     # wide and risen
+    (0.05, 0.1, (20, 20), "supported"),   # rare and flat
+    (0.2, 0.3, (20, 20), "nuanced"),      # wide but hardly risen
+    (0.0, 0.2, (20, 20), "nuanced"),      # risen but still rare
+    (0.05, 0.5, (5, 20), "inconclusive"),
+])
+def test_c19_rule_reaches_every_outcome(before, after, n, outcome):
+    verdict = tree_structure.C19_RULE(counts(before, after, n))
+    assert verdict.outcome == outcome, verdict.reason
+
+
+def test_c19_on_the_dataset_reads_the_counts(df):
+    verdict = tree_structure.C19_RULE(tree_structure.c19_counts(df))
+    numbers = verdict.numbers
+    assert numbers["after"]["models"] >= 10 and numbers["before"]["models"] >= 10
+    assert f"{numbers['after']['departs']:.0%}" in verdict.reason
