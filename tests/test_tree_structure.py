@@ -48,6 +48,8 @@ def test_mistral_has_a_sliding_window_and_closed_models_no_layers(df):
     ("feature_source", "", "have no feature_source"),
     ("feature_source", "a blog", "neither an arXiv id"),
     ("attention", "none", "disagree"),
+    ("tool_use", "sometimes", "tool_use 'sometimes'"),
+    ("tool_use", "yes", "needs a tool_use_source exactly when"),
 ])
 def test_feature_validation_names_the_bad_value(raw, column, value, message):
     raw.loc[raw["name"] == "Llama 2", column] = value

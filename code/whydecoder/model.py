@@ -35,11 +35,14 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 
 
 def _init_weights(module: nn.Module) -> None:
-    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases."""
+    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases. Retention's query, key
+    and value projections then start at ``1 / sqrt(d)`` (see :class:`Retention`)."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+    if isinstance(module, Retention):  # applied after its children: this overrides their 0.02
+        module.reset_projections()
 
 
 class MLP(nn.Module):

@@ -34,3 +34,18 @@ def architecture_colour(name: str) -> str:
         known = sorted(ARCHITECTURE_COLOURS) + sorted(ALIASES)
         raise ValueError(f"no colour for architecture {name!r}; expected one of {known}")
     return ARCHITECTURE_COLOURS[key]
+
+
+#: The architecture route's decoders (chapter "The routes after the plain decoder"): the
+#: dense decoder keeps the decoder's blue; the experts are purples, retention brown.
+ROUTE_COLOURS = {
+    "dense": ARCHITECTURE_COLOURS["decoder"],
+    "moe_active": "#9467bd",
+    "moe_total": "#c5b0d5",
+    "retention": "#8c564b",
+}
+#: The efficiency route's finetuning methods and attention forms.
+METHOD_COLOURS = {
+    "full": "#17becf", "lora": "#bcbd22", "qlora": "#e377c2",
+    "naive": REFERENCE, "tiled": "#17becf", "sdpa": "#e377c2",
+}

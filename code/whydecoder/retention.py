@@ -15,7 +15,8 @@ check all three against :func:`retention_recurrent`, the recurrence written as a
 As in RetNet: one decay per head, ``gamma_h = 1 - 2^(-5 - h)`` (heads remember over about
 32 to a few thousand steps), rotary positions on ``q`` and ``k``, keys scaled by
 ``d_h^-1/2``, and a normalisation of each head's output (RetNet's GroupNorm; here without
-its learned scale). Left out, to keep the parameter count equal to attention's: RetNet's
+its learned scale); the query, key and value projections start at ``1 / sqrt(d)``
+(:meth:`Retention.reset_projections`). Left out, to keep the parameter count equal to attention's: RetNet's
 output gate. Explained in the chapter "The routes after the plain decoder".
 """
 
@@ -99,6 +100,13 @@ class Retention(nn.Module):
         self.out = nn.Linear(h * dh, d, bias=cfg.bias)
         self.rotary = Rotary(dh, cfg.max_len, cfg.rope_base) if cfg.position == "rope" else None
         self.register_buffer("gamma", head_decays(h), persistent=False)
+
+    def reset_projections(self) -> None:
+        """Query, key and value weights from normal(0, 1/d): with GPT-2's 0.02 the product
+        ``q k^T v`` of three small projections starts near 1e-7, below the per-head norm's
+        epsilon, and the norm would scale its epsilon instead of the signal."""
+        for layer in (self.q, self.k, self.v):
+            nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape

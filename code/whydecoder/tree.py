@@ -31,6 +31,7 @@ COLUMNS = (
     "name", "family", "year", "month", "organization", "branch", "architecture_basis",
     "params_b", "active_params_b", "open_weights", "in_survey_tree", "source", "notes",
     "attention", "sliding_window", "layers", "context_k", "train_tokens_t", "feature_source",
+    "tool_use", "tool_use_source",
 )
 #: The architecture-feature columns (claim C19), empty where not published.
 ATTENTION_KINDS = ("MHA", "MQA", "GQA", "MLA", "none")
@@ -150,6 +151,15 @@ def _check_features(row) -> None:
     if (row.layers == "recurrent") != (row.attention == "none") and row.layers and row.attention:
         raise ValueError(f"{name}: layers {row.layers!r} and attention {row.attention!r} disagree "
                          "(a recurrent model has no attention, and only a recurrent one)")
+    if row.tool_use not in ("yes", "no", ""):
+        raise ValueError(f"{name}: tool_use {row.tool_use!r} is not 'yes', 'no' or empty (not known)")
+    tool_source = str(row.tool_use_source).strip()
+    if (row.tool_use == "yes") != bool(tool_source):
+        raise ValueError(f"{name}: tool_use {row.tool_use!r} needs a tool_use_source exactly when it is 'yes'")
+    if tool_source and not (_ARXIV.fullmatch(tool_source) or tool_source.startswith("https://")
+                            or _CITATION.fullmatch(tool_source)):
+        raise ValueError(f"{name}: tool_use_source {tool_source!r} is neither an arXiv id, an https URL nor a "
+                         "citation ending '(YYYY-MM)'")
     given = [c for c in FEATURES if getattr(row, c)]
     source = str(row.feature_source).strip()
     if given and not source:
