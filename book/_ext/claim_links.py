@@ -2,8 +2,10 @@
 
 The claims C01-C21 are named on every page; the ledger (``book/claims``) gives each row the
 anchor ``claim-C01`` and so on. After the pages are read, this transform wraps each claim id
-in running text (not in code, math, raw HTML, headings or an existing link) in a link to
-that row, so no page has to write the links by hand.
+in running text (not in code, math, headings or an existing link) in a link to that row,
+so no page has to write the links by hand. In the HTML a notebook cell puts out (its
+tables), the ids in the text between tags are linked the same way, except inside a link,
+code, a script or a style.
 """
 
 from __future__ import annotations
@@ -35,6 +37,33 @@ def split_claims(text: str) -> list[tuple[str, str | None]]:
     return pieces
 
 
+_TAG = re.compile(r"(<[^>]*>)")
+_OPAQUE = ("a", "code", "pre", "script", "style", "th")  # th: the ledger's own id column heads stay plain
+
+
+def link_claims_in_html(html: str, ledger: str) -> str:
+    """``html`` with each claim id in its text (outside tags, links, code, scripts and
+    styles) wrapped in a link to ``ledger#claim-<id>``."""
+    out, inside = [], []
+    for piece in _TAG.split(html):
+        if piece.startswith("<") and piece.endswith(">"):
+            name = re.match(r"</?\s*([a-zA-Z0-9]+)", piece)
+            tag = name.group(1).lower() if name else ""
+            if tag in _OPAQUE and not piece.endswith("/>"):
+                if piece.startswith("</"):
+                    if tag in inside:
+                        inside.remove(tag)
+                else:
+                    inside.append(tag)
+            out.append(piece)
+        elif inside or not CLAIM_ID.search(piece):
+            out.append(piece)
+        else:
+            out.append(CLAIM_ID.sub(lambda m: f'<a class="claim-link" href="{ledger}#claim-{m.group(0)}" '
+                                               f'title="{m.group(0)} in the claims ledger">{m.group(0)}</a>', piece))
+    return "".join(out)
+
+
 def _skipped(node: nodes.Node) -> bool:
     while node is not None:
         if isinstance(node, SKIP):
@@ -62,6 +91,13 @@ class ClaimLinks(SphinxPostTransform):
                     new.append(nodes.reference(piece, piece, refuri=f"{ledger}#claim-{claim}", internal=True,
                                                classes=["claim-link"], reftitle=f"{claim} in the claims ledger"))
             text.parent.replace(text, new)
+        if self.env.docname == LEDGER:
+            return
+        for raw in list(self.document.findall(nodes.raw)):
+            if "html" not in raw.get("format", "").split() or not CLAIM_ID.search(raw.astext()):
+                continue
+            linked = link_claims_in_html(raw.astext(), ledger)
+            raw.replace(raw.children[0], nodes.Text(linked))
 
 
 def setup(app):
