@@ -49,6 +49,7 @@ def test_mistral_has_a_sliding_window_and_closed_models_no_layers(df):
     ("feature_source", "a blog", "neither an arXiv id"),
     ("attention", "none", "disagree"),
     ("tool_use", "sometimes", "tool_use 'sometimes'"),
+    ("experts", "maybe", "experts 'maybe'"),
     ("tool_use", "yes", "needs a tool_use_source exactly when"),
 ])
 def test_feature_validation_names_the_bad_value(raw, column, value, message):
@@ -100,3 +101,12 @@ def test_c19_on_the_dataset_reads_the_counts(df):
     numbers = verdict.numbers
     assert numbers["after"]["models"] >= 10 and numbers["before"]["models"] >= 10
     assert f"{numbers['after']['departs']:.0%}" in verdict.reason
+
+
+def test_experts_are_marked_where_the_active_count_is_missing(df, raw):
+    rows = df.set_index("name")
+    assert rows.loc["Switch Transformer", "experts"] == "yes" and pd.isna(rows.loc["Switch Transformer", "active_params_b"])
+    assert rows.loc["Llama 2", "experts"] == "no"
+    raw.loc[raw["name"] == "Mixtral 8x7B", "experts"] = "no"
+    with pytest.raises(ValueError, match="Mixtral 8x7B: active parameters 12.9 B are given, so experts must be 'yes'"):
+        tree.validate_tree(raw)

@@ -30,13 +30,13 @@ BRANCH_COLOURS = {
 COLUMNS = (
     "name", "family", "year", "month", "organization", "branch", "architecture_basis",
     "params_b", "active_params_b", "open_weights", "in_survey_tree", "source", "notes",
-    "attention", "sliding_window", "layers", "context_k", "train_tokens_t", "feature_source",
+    "attention", "sliding_window", "layers", "context_k", "train_tokens_t", "experts", "feature_source",
     "tool_use", "tool_use_source",
 )
 #: The architecture-feature columns (claim C19), empty where not published.
 ATTENTION_KINDS = ("MHA", "MQA", "GQA", "MLA", "none")
 LAYER_KINDS = ("attention", "hybrid", "recurrent")
-FEATURES = ("attention", "sliding_window", "layers", "context_k", "train_tokens_t")
+FEATURES = ("attention", "sliding_window", "layers", "context_k", "train_tokens_t", "experts")
 ROUTE_COLUMNS = ("route", "route_in_source", "representative", "kind", "tree_name", "source", "focus")
 FIRST_YEAR, LAST_DATE = 2017, (2026, 12)
 # The survey's tree, in its April and August 2023 versions, stops at August 2023.
@@ -134,7 +134,8 @@ def _check_features(row) -> None:
     source whenever a feature is given, and no softmax-attention variant on a model without
     attention layers."""
     name = row.name
-    for column, allowed in (("attention", ATTENTION_KINDS), ("sliding_window", ("yes", "no")), ("layers", LAYER_KINDS)):
+    for column, allowed in (("attention", ATTENTION_KINDS), ("sliding_window", ("yes", "no")), ("layers", LAYER_KINDS),
+                            ("experts", ("yes", "no"))):
         value = getattr(row, column)
         if value and value not in allowed:
             raise ValueError(f"{name}: {column} {value!r} is not one of {allowed} (or empty: not published)")
@@ -148,6 +149,9 @@ def _check_features(row) -> None:
                 raise ValueError(f"{name}: {column} {value!r} is not a number of {unit}") from None
             if not low <= x <= high:
                 raise ValueError(f"{name}: {column} {x} is outside the plausible range {low} to {high} {unit}")
+    if row.active_params_b and row.experts != "yes":
+        raise ValueError(f"{name}: active parameters {row.active_params_b} B are given, so experts must be 'yes', "
+                         f"not {row.experts!r}")
     if (row.layers == "recurrent") != (row.attention == "none") and row.layers and row.attention:
         raise ValueError(f"{name}: layers {row.layers!r} and attention {row.attention!r} disagree "
                          "(a recurrent model has no attention, and only a recurrent one)")

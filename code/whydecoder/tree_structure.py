@@ -3,7 +3,7 @@
 Counts, from the architecture-feature columns of ``data/llm_tree.csv``, which generative
 models (decoder-only, encoder-decoder and recurrent or hybrid; not the encoders) with a
 published architecture depart from the dense attention block of the tree's models: a
-mixture-of-experts MLP (a published active parameter count), latent attention (MLA), or
+mixture-of-experts MLP (the ``experts`` column), latent attention (MLA), or
 recurrent or hybrid token-mixing layers. Grouped-query and multi-query attention and
 sliding windows are counted and shown but not called a departure: they keep the block and
 shrink its cache. Training tokens and context lengths are shown beside, per year.
@@ -32,7 +32,7 @@ def with_structure(df: pd.DataFrame) -> pd.DataFrame:
     Defined in the chapter "The routes after the plain decoder"."""
     rows = df[df["branch"].isin(GENERATIVE) & (df["architecture_basis"] == "published") & (df["layers"] != "")].copy()
     rows = rows[rows["year"] >= BEFORE_FROM]
-    rows["moe"] = rows["active_params_b"].notna()
+    rows["moe"] = rows["experts"] == "yes"
     rows["mla"] = rows["attention"] == "MLA"
     rows["recurrent_layers"] = rows["layers"].isin(["hybrid", "recurrent"])
     rows["departs"] = rows["moe"] | rows["mla"] | rows["recurrent_layers"]
