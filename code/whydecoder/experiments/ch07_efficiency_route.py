@@ -311,7 +311,7 @@ def _c21_decide(results: dict, p: dict) -> Verdict:
         saving = 1 - memory[method]["peak_bytes"] / memory["full"]["peak_bytes"]
         cheaper = saving >= p["memory_saving"]
         readings[method] = {"quality": quality, "saving": saving, "cheaper": cheaper, "difference": diff.__dict__}
-        parts.append(f"{method}: peak memory {saving:+.0%} below full, loss {diff.mean:+.3f} [{diff.low:+.3f}, "
+        parts.append(f"{method}: peak memory {saving:.0%} below full, loss {diff.mean:+.3f} [{diff.low:+.3f}, "
                      f"{diff.high:+.3f}] ({quality})")
     numbers["readings"] = readings
     reason = (f"tiles: largest error {worst:.1e}, naive/tiled peak memory x{ratio:.0f} at {longest['length']}; "
