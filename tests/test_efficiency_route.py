@@ -4,7 +4,7 @@ the rule driven to every outcome."""
 import pytest
 import torch
 
-from whydecoder import finetune
+from whydecoder import finetune, memory
 from whydecoder.experiments import ch07_efficiency_route as er
 
 SMOKE = er.SETTINGS["smoke"]
@@ -51,12 +51,12 @@ def test_prepare_and_adapters_refuse_bad_input():
 
 
 def test_the_peak_reading_resets_and_grows():
-    finetune.reset_peak()
-    low = finetune.peak_bytes()
+    memory.reset_peak()
+    low = memory.peak_bytes()
     block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
-    assert finetune.peak_bytes() >= low + 60 * 1024 * 1024
+    assert memory.peak_bytes() >= low + 60 * 1024 * 1024
     del block
-    assert finetune.resident_bytes() > 0
+    assert memory.resident_bytes() > 0
 
 
 @pytest.mark.parametrize("method", er.METHODS)

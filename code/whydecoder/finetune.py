@@ -14,7 +14,6 @@ Explained in the chapter "The routes after the plain decoder" (efficiency route)
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import warnings
 
@@ -96,33 +95,3 @@ def weight_bytes(model: nn.Module) -> int:
         if state is not None:
             total += state.absmax.numel() * state.absmax.element_size()
     return total
-
-
-def resident_bytes() -> int:
-    """This process's resident memory now (``VmRSS``), after returning freed heap to the
-    system. Defined in the chapter "The routes after the plain decoder"."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: the number is a little higher, not wrong
-        pass
-    return _status("VmRSS:")
-
-
-def reset_peak() -> None:
-    """Reset this process's peak resident memory (``VmHWM``) to its current size (Linux
-    ``clear_refs``). Defined in the chapter "The routes after the plain decoder"."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_bytes() -> int:
-    """This process's peak resident memory since the last :func:`reset_peak` (``VmHWM``).
-    Defined in the chapter "The routes after the plain decoder"."""
-    return _status("VmHWM:")
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith(key))
-    return int(line.split()[1]) * 1024

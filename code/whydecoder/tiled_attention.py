@@ -88,6 +88,7 @@ METHODS = ("naive", "tiled", "sdpa")
 
 _PEAK_CHILD = """
 import sys, torch
+from whydecoder.memory import peak_bytes
 from whydecoder.tiled_attention import naive_attention, tiled_attention
 method, length, d, heads, block = sys.argv[1], *map(int, sys.argv[2:])
 torch.set_num_threads(1)
@@ -96,12 +97,9 @@ q, k, v = (torch.randn(1, heads, length, d, generator=g) for _ in range(3))
 calls = {"naive": lambda: naive_attention(q, k, v, causal=True),
          "tiled": lambda: tiled_attention(q, k, v, causal=True, block_q=block, block_k=block),
          "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)}
-def peak():  # this process's own high-water mark (getrusage's can carry the parent's over the exec)
-    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
-before = peak()
+before = peak_bytes()
 calls[method]()
-print(peak() - before)
+print(peak_bytes() - before)
 """
 
 
@@ -110,16 +108,15 @@ def peak_memory_bytes(method: str, length: int, d: int = 64, heads: int = 4, blo
     memory of a fresh Python process (its inputs already allocated), by ``method``:
     ``"naive"``, ``"tiled"`` or ``"sdpa"`` (PyTorch's fused kernel). A fresh process per
     measurement, because the peak of a process only grows. Defined in the chapter on the routes."""
-    import os
     import subprocess
     import sys
+
+    from .memory import measuring_env
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int, got {length!r}")
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}  # nothing inherited that
-    env["OMP_NUM_THREADS"] = "1"  # could change how the allocator or the kernels behave in the measured process
     out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, method, str(length), str(d), str(heads), str(block)],
-                         capture_output=True, text=True, check=True, timeout=600, env=env)
+                         capture_output=True, text=True, check=True, timeout=600, env=measuring_env())
     return int(out.stdout.split()[-1])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .. import finetune
+from .. import finetune, memory
 from ..config import ModelConfig
 from ..model import Transformer, sequence_loss
 from ..paths import results_dir
@@ -169,6 +168,13 @@ def held_out_loss(model, s: EfficiencyRouteSettings) -> float:
     return sum(float(_loss(model, r)) for r in rows) / len(rows)
 
 
+def before_finetuning(s: EfficiencyRouteSettings) -> dict:
+    """The pretrained model, loaded once: its held-out loss and parameter count. Defined in
+    the chapter "The routes after the plain decoder"."""
+    model = load_base(s)
+    return {"val_loss": held_out_loss(model, s), "parameters": sum(p.numel() for p in model.parameters())}
+
+
 def finetune_steps(model, method: str, s: EfficiencyRouteSettings, seed: int, steps: int) -> dict:
     """``steps`` AdamW steps (no weight decay, constant rate) on seeded training batches;
     the losses and seconds per step. Defined in the chapter "The routes after the plain decoder"."""
@@ -212,13 +218,13 @@ def memory_child(scale: str, method: str) -> dict:
     torch.set_num_threads(1)
     s = SETTINGS[scale]
     corpus_ids(s.model)
-    start = finetune.resident_bytes()
+    start = memory.resident_bytes()
     torch.manual_seed(0)
     model = finetune.prepare(load_base(s), method, s.rank, s.alpha)
-    built = finetune.resident_bytes()
-    finetune.reset_peak()
+    built = memory.resident_bytes()
+    memory.reset_peak()
     trained = finetune_steps(model, method, s, 0, s.memory_steps)
-    return {"method": method, "model_bytes": built - start, "peak_bytes": finetune.peak_bytes() - start,
+    return {"method": method, "model_bytes": built - start, "peak_bytes": memory.peak_bytes() - start,
             "weight_bytes": finetune.weight_bytes(model), "optimizer_bytes": trained["optimizer_bytes"],
             "trainable": finetune.trainable_parameters(model)}
 
@@ -226,8 +232,7 @@ def memory_child(scale: str, method: str) -> dict:
 def memory_section(s: EfficiencyRouteSettings) -> dict:
     """:func:`memory_child` for each method, each in a fresh ``python -c`` process (the
     peak of a process only grows). Defined in the chapter "The routes after the plain decoder"."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
-    env["OMP_NUM_THREADS"] = "1"
+    env = memory.measuring_env()
     out = {}
     for method in METHODS:
         code = ("import json; from whydecoder.experiments.ch07_efficiency_route import memory_child; "
@@ -243,9 +248,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     chapter "The routes after the plain decoder"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
-    sections = {"attention": lambda: attention_section(s),
-                "before": lambda: {"val_loss": held_out_loss(load_base(s), s),
-                                   "parameters": sum(p.numel() for p in load_base(s).parameters())}}
+    sections = {"attention": lambda: attention_section(s), "before": lambda: before_finetuning(s)}
     sections |= per_seed_sections(METHODS, s.seeds, lambda method, seed: one_finetune(method, seed, s))
     sections["memory"] = lambda: memory_section(s)
     assert tuple(sections) == SECTIONS
