@@ -157,7 +157,7 @@ def settings_dict(settings) -> dict:
     """
     import dataclasses
 
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
+    return json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples, nested too, become lists
 
 
 def judged_settings(settings, rules: dict) -> dict:

@@ -23,7 +23,8 @@ Explained in "How to read this book" (stored results, verdicts).
 """
 
 MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch04_real_rank",
-           "ch05_icl", "ch05_nbce", "ch05_real_icl", "ch06_efficiency", "ch06_real_cache", "ch07_architecture", "ch07_efficiency_route")
+           "ch05_icl", "ch05_nbce", "ch05_real_icl", "ch06_efficiency", "ch06_real_cache", "ch07_architecture", "ch07_efficiency_route",
+           "ch08_scale")
 #: Second lines of evidence: real trained models measured beside a claim's experiment. They
 #: decide no claim (``RULES = {}``) and name the claims they inform in ``INFORMS``.
 SECOND_LINES = ("ch04_real_rank", "ch05_real_icl", "ch06_real_cache")
