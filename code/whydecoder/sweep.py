@@ -1,0 +1,218 @@
+"""Running an experiment's sections as independent jobs, past one process.
+
+A sweep (the scale chapter's is 121 runs) splits into jobs, each a group of sections that
+one process computes with :func:`whydecoder.results.only_sections` and stores in its own
+part file; the parts are then joined into the experiment's stored results with
+:func:`whydecoder.results.merge_results`. The jobs run
+
+- in N local worker processes (``concurrent.futures``, one thread each by default), or
+- through ``submitit``: on a Slurm cluster (``--slurm PARTITION``), or with its local
+  executor (``--executor submitit-local``: how the tests exercise that path on one machine).
+
+Partial sweeps resume: sections already stored in the folder's parts (by the same code,
+under the same settings) are not planned again, and each part resumes section by section.
+
+Explained in the chapter "Scale" (running the sweep wider).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+from .paths import RUNS
+from .results import code_fingerprint, load_result, merge_results, only_sections, save_result
+
+EXECUTORS = ("local", "submitit-local", "slurm")
+
+
+def _module(name: str):
+    if not name.startswith("whydecoder.experiments."):
+        name = f"whydecoder.experiments.{name}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise ValueError(f"no experiment module {name!r}") from None
+    for attribute in ("run", "SECTIONS", "RESULTS_DIR"):
+        if not hasattr(module, attribute):
+            raise ValueError(f"{name} is not an experiment module (it has no {attribute})")
+    return module
+
+
+def stored_sections(folder: str | os.PathLike) -> dict[str, Path]:
+    """``{section: part file}`` of the parts in ``folder`` made by the current package
+    code; a part made by other code is refused by name (joining would mix them). Defined
+    in the chapter "Scale"."""
+    done: dict[str, Path] = {}
+    code = code_fingerprint()
+    for part in sorted(Path(folder).glob("part-*.json")):
+        stored = load_result(part)
+        made = stored["provenance"].get("sections") or {}
+        for name in stored["results"]:
+            if name == "settings":
+                continue
+            if (made.get(name) or {}).get("code") != code:
+                raise ValueError(f"{part} holds section {name!r} made by other package code than the current "
+                                 f"({code}); move the folder's parts away to start again")
+            done[name] = part
+    return done
+
+
+def plan(module, scale: str, jobs: int, done=(), only=None) -> list[list[str]]:
+    """The sections still to compute (of ``only`` when given), in at most ``jobs`` groups of about equal expected
+    cost (longest first, each to the least loaded group; the module's ``section_cost``
+    when it has one, else one per section); each group keeps the experiment's order.
+    Defined in the chapter "Scale"."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if only is not None:
+        unknown = sorted(set(only) - set(module.SECTIONS))
+        if unknown:
+            raise ValueError(f"{unknown} are not sections of {module.__name__}")
+    todo = [name for name in module.SECTIONS if name not in set(done) and (only is None or name in only)]
+    cost = getattr(module, "section_cost", None)
+    weight = {name: float(cost(name, scale)) if cost else 1.0 for name in todo}
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(todo)))]
+    load = [0.0] * len(groups)
+    for name in sorted(todo, key=lambda n: -weight[n]):
+        k = load.index(min(load))
+        groups[k].append(name)
+        load[k] += weight[name] + 1e-9  # ties spread over the groups
+    order = {name: i for i, name in enumerate(module.SECTIONS)}
+    return [sorted(g, key=order.get) for g in groups]
+
+
+def run_part(module_name: str, scale: str, names: list[str], out: str, threads: int = 1) -> str:
+    """One job: compute ``names`` of the experiment into the part file ``out`` (resuming
+    it), with ``threads`` CPU threads. Runs in the worker. Defined in the chapter "Scale"."""
+    from .threads import limit_threads
+
+    limit_threads(threads)
+    module = _module(module_name)
+    with only_sections(names):
+        module.run(scale, out, progress=False)
+    return out
+
+
+def join_parts(parts, out: str | os.PathLike, command: str) -> Path:
+    """Join the part files into ``out`` (atomically: a file beside it, then a rename, so
+    an earlier join is replaced only by a complete one). Defined in the chapter "Scale"."""
+    parts = [Path(p) for p in parts]
+    if not parts:
+        raise ValueError("there are no stored parts to join")
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.joining.json")
+    if tmp.exists():
+        tmp.unlink()
+    if len(parts) == 1:
+        stored = load_result(parts[0])
+        save_result(tmp, stored["results"], command=command, sections=stored["provenance"].get("sections"))
+    else:
+        merge_results(parts, tmp, command)
+    os.replace(tmp, out)
+    return out
+
+
+def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str = "local",
+          folder: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+          slurm: dict | None = None, only=None, progress: bool = True) -> Path:
+    """Run every section of an experiment not yet stored in ``folder`` as ``workers``
+    jobs with ``executor`` (:data:`EXECUTORS`), then join all the folder's parts into
+    ``out`` (default: the experiment's stored results at full scale, its folder under
+    ``runs/`` at smoke scale). ``slurm``: submitit's Slurm parameters (``partition``,
+    ``timeout_min``, ``cpus_per_task``, ``gpus_per_node``, ...); ``only``: just these
+    sections (a partial sweep, joined all the same). Defined in the chapter
+    "Scale"."""
+    from .scale import current_scale
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
+    if (executor == "slurm") != bool(slurm):
+        raise ValueError("Slurm parameters (a partition at least) go with executor 'slurm', and only with it")
+    scale = current_scale(scale)
+    module = _module(module_name)
+    short = module.__name__.rsplit(".", 1)[-1]
+    folder = Path(folder) if folder is not None else RUNS / "sweep" / short / scale
+    out = Path(out) if out is not None else (Path(module.RESULTS_DIR) / "full.json" if scale == "full"
+                                             else RUNS / short / f"{scale}.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = stored_sections(folder)
+    groups = plan(module, scale, workers, done, only)
+    first = len(list(folder.glob("part-*.json")))
+    paths = [str(folder / f"part-{first + k:03d}.json") for k in range(len(groups))]
+    threads = max(1, (os.cpu_count() or 1) // max(1, len(groups)))
+    if executor == "slurm":
+        threads = int(slurm.get("cpus_per_task", 1))
+    args = [(module.__name__, scale, g, p, threads) for g, p in zip(groups, paths)]
+    if groups:
+        _execute(args, executor, folder, slurm or {}, progress)
+    command = f"python -m whydecoder.sweep {short} --scale {scale} --workers {workers} --executor {executor}"
+    return join_parts(sorted(folder.glob("part-*.json")), out, command)
+
+
+def _execute(args: list[tuple], executor: str, folder: Path, slurm: dict, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(args), desc="jobs", disable=not progress)
+    if executor == "local":
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread pool
+        with concurrent.futures.ProcessPoolExecutor(max_workers=len(args), mp_context=context) as pool:
+            for future in concurrent.futures.as_completed([pool.submit(run_part, *a) for a in args]):
+                future.result()
+                bar.update()
+    else:
+        import submitit
+
+        cluster = "local" if executor == "submitit-local" else "slurm"
+        ex = submitit.AutoExecutor(folder=folder / "submitit", cluster=cluster)
+        if cluster == "slurm":
+            ex.update_parameters(**{f"slurm_{k}" if k not in ("timeout_min", "cpus_per_task", "gpus_per_node") else k: v
+                                    for k, v in slurm.items()})
+        else:
+            ex.update_parameters(timeout_min=int(slurm.get("timeout_min", 60)))
+        jobs = [ex.submit(run_part, *a) for a in args]
+        for job in jobs:
+            job.result()  # raises the job's own error, with its log's path
+            bar.update()
+    bar.close()
+
+
+def main(argv=None) -> None:
+    """``python -m whydecoder.sweep MODULE [--scale] [--workers N] [--executor] [--slurm
+    PARTITION ...]``. Defined in the chapter "Scale"."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m whydecoder.sweep",
+                                     description="Run an experiment's sections as parallel jobs and join them.")
+    parser.add_argument("module", help="an experiment module, e.g. ch08_scale")
+    parser.add_argument("--scale", choices=("smoke", "full"), default="full")
+    parser.add_argument("--workers", type=int, default=2, help="jobs at once (local) or jobs in all (Slurm)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--folder", default=None, help="where the parts are stored (default runs/sweep/MODULE/SCALE)")
+    parser.add_argument("--out", default=None, help="the joined results (default the experiment's stored file)")
+    parser.add_argument("--sections", nargs="+", default=None, metavar="SECTION", help="only these sections")
+    parser.add_argument("--slurm", default=None, metavar="PARTITION", help="submit to this Slurm partition")
+    parser.add_argument("--timeout-min", type=int, default=240)
+    parser.add_argument("--cpus-per-task", type=int, default=8)
+    parser.add_argument("--gpus-per-node", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    executor = "slurm" if args.slurm else args.executor
+    slurm = ({"partition": args.slurm, "timeout_min": args.timeout_min, "cpus_per_task": args.cpus_per_task}
+             | ({"gpus_per_node": args.gpus_per_node} if args.gpus_per_node else {})) if args.slurm else None
+    try:
+        out = sweep(args.module, args.scale, args.workers, executor, args.folder, args.out, slurm, args.sections)
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"stored {out}")
+    print(json.dumps({"sections": len(load_result(out)["results"]) - 1}))
+
+
+if __name__ == "__main__":
+    main()
