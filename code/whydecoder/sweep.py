@@ -43,8 +43,8 @@ def _module(name: str):
 
 def stored_sections(folder: str | os.PathLike) -> dict[str, Path]:
     """``{section: part file}`` of the parts in ``folder`` made by the current package
-    code; a part made by other code is refused by name (joining would mix them). Defined
-    in the chapter "Scale"."""
+    code; a part made by other code is refused by name (joining would mix them).
+    Defined in the chapter "Scale"."""
     done: dict[str, Path] = {}
     code = code_fingerprint()
     for part in sorted(Path(folder).glob("part-*.json")):

@@ -147,8 +147,8 @@ def training_batch(arch: str, ids: torch.Tensor, rows: int, s: ScaleSettings, g:
 
 def training_flops(arch: str, size: str, s: ScaleSettings) -> int:
     """Matmul FLOPs of the whole training run: three forward passes' worth per step
-    (forward and backward), the prefix of the encoder-decoder at its mean length. Defined
-    in the chapter "Scale"."""
+    (forward and backward), the prefix of the encoder-decoder at its mean length.
+    Defined in the chapter "Scale"."""
     cfg = model_config(arch, size, s)
     half = s.length // 2
     one = (forward_flops(cfg, s.length - half + 1, source_len=half) if arch == "encoder-decoder"
@@ -392,6 +392,7 @@ def sizes_n(results: dict, arch: str = "decoder") -> dict[str, float]:
 
 
 def mean(values) -> float:
+    """The mean of ``values``. Defined in the chapter "Scale"."""
     values = list(values)
     return sum(values) / len(values)
 
