@@ -104,7 +104,13 @@ class RunSizes:
 
     def train_config(self, seed: int, progress: bool = True) -> TrainConfig:
         """AdamW at the experiment's ``lr`` for ``steps`` steps, 5% of them warmup."""
-        return TrainConfig(steps=self.steps, lr=self.lr, warmup=max(1, self.steps // 20), seed=seed, progress=progress)
+        return warmed_up(self.steps, self.lr, seed, progress)
+
+
+def warmed_up(steps: int, lr: float, seed: int, progress: bool = True) -> TrainConfig:
+    """The chapters' training schedule: AdamW at ``lr`` for ``steps`` steps, 5% of them
+    warmup. Defined in "How to read this book"."""
+    return TrainConfig(steps=steps, lr=lr, warmup=max(1, steps // 20), seed=seed, progress=progress)
 
 
 @dataclass

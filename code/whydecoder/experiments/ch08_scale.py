@@ -51,7 +51,7 @@ from ..results import experiment_command, experiment_main, judged_settings, run_
 from ..results import load_complete as load_stored
 from ..scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline
-from ..train import TrainConfig, evaluate, train
+from ..train import TrainConfig, evaluate, train, warmed_up
 from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("scale")
@@ -83,7 +83,7 @@ class ScaleSettings:
 
     def train_config(self, seed: int, progress: bool = True) -> TrainConfig:
         """AdamW at ``lr`` for ``steps`` steps, 5% of them warmup."""
-        return TrainConfig(steps=self.steps, lr=self.lr, warmup=max(1, self.steps // 20), seed=seed, progress=progress)
+        return warmed_up(self.steps, self.lr, seed, progress)
 
 
 SETTINGS = {
