@@ -157,7 +157,7 @@ class ZeroShotSettings(RunSizes):
 
 
 SETTINGS = {
-    "smoke": ZeroShotSettings(d_model=32, n_layers=2, n_heads=2, steps=40, finetune_steps=20, batch=16, length=48,
+    "smoke": ZeroShotSettings(d_model=32, n_layers=2, n_heads=2, steps=24, finetune_steps=16, batch=16, length=48,
                               task_share=0.8, seeds=(0, 1), eval_examples=16),
     "full": ZeroShotSettings(d_model=64, n_layers=4, n_heads=4, steps=1600, finetune_steps=300, batch=32, length=64,
                              task_share=0.8, seeds=(0, 1, 2, 3, 4), eval_examples=128),

@@ -403,10 +403,18 @@ def power_law(n, a, alpha, floor):
     return floor + a * np.power(n, -alpha)
 
 
-def fit_power_law(n: list[float], loss: list[float]) -> tuple[float, float, float] | None:
-    """Least-squares fit of ``L(N) = L_inf + a (N / N_0)^-alpha`` (``N_0`` the first N),
-    ``(a, alpha, L_inf)``; ``None`` when it does not converge. Needs at least three points.
+def _power_law_jacobian(n, a, alpha, floor):
+    """Derivatives of :func:`power_law` in ``(a, alpha, floor)``, one row per point.
     Defined in the chapter "Scale"."""
+    term = np.power(n, -alpha)
+    return np.stack([term, -a * term * np.log(n), np.ones_like(n)], axis=1)
+
+
+def fit_power_law(n: list[float], loss: list[float], start: tuple[float, float, float] | None = None
+                  ) -> tuple[float, float, float] | None:
+    """Least-squares fit of ``L(N) = L_inf + a (N / N_0)^-alpha`` (``N_0`` the first N),
+    ``(a, alpha, L_inf)``; ``None`` when it does not converge. Needs at least three points;
+    ``start`` (a fit of nearby data) replaces the default starting point. Defined in the chapter "Scale"."""
     from scipy.optimize import OptimizeWarning, curve_fit
 
     if len(n) != len(loss) or len(n) < 3:
@@ -416,8 +424,11 @@ def fit_power_law(n: list[float], loss: list[float]) -> tuple[float, float, floa
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)  # a covariance we do not use
-            p, _ = curve_fit(power_law, x, y, p0=(max(y[0] - y[-1], 1e-3) * 2, 0.3, max(y[-1] - 0.5, 0.0)),
-                             bounds=([0.0, 0.0, 0.0], [np.inf, 4.0, float(y.min())]), maxfev=20000)
+            high = [np.inf, 4.0, float(y.min())]
+            p0 = (max(y[0] - y[-1], 1e-3) * 2, 0.3, max(y[-1] - 0.5, 0.0)) if start is None else \
+                tuple(float(np.clip(v, 0.0, h)) for v, h in zip(start, high))
+            p, _ = curve_fit(power_law, x, y, p0=p0, jac=_power_law_jacobian,
+                             bounds=([0.0, 0.0, 0.0], high), maxfev=20000)
     except (RuntimeError, ValueError):
         return None
     return float(p[0]), float(p[1]), float(p[2])
@@ -437,15 +448,16 @@ def extrapolation(results: dict, arch: str, axis: str = "parameters", replicates
     xs = [mean(x_of[z].values()) for z in sizes]
     rng = np.random.default_rng(seed)
 
-    def fit_and_predict(means):
-        p = fit_power_law(xs[:-1], means[:-1])
+    def fit_and_predict(means, start=None):
+        p = fit_power_law(xs[:-1], means[:-1], start)
         return None if p is None else (p, float(power_law(xs[-1] / xs[0], *p)) - means[-1])
 
     point = fit_and_predict([mean(loss[z].values()) for z in sizes])
+    start = None if point is None else point[0]  # each replicate starts from the point fit
     alphas, errors = [], []
     for _ in range(replicates):
         means = [mean(rng.choice(list(loss[z].values()), size=len(loss[z]))) for z in sizes]
-        got = fit_and_predict(means)
+        got = fit_and_predict(means, start)
         if got is not None:
             alphas.append(got[0][1])
             errors.append(got[1])
