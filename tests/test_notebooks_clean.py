@@ -68,3 +68,18 @@ def test_numbers_in_the_prose_are_glued(path):
     stray = [(i, line) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"
              for line in stray_digits("".join(c["source"]))]
     assert not stray, f"{path.name}: typed numbers in markdown cells (cell, line): {stray[:6]}"
+
+
+#: Characters of code the text column shows without a scroll bar (measured in the built
+#: site at Chromium's default width: a longer line is cut at the column's edge).
+CODE_COLUMN = 76
+HIDDEN = {"remove-input", "hide-input", "remove-cell"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_the_reader_sees_fits_the_column(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    long = [(i, len(line)) for i, c in enumerate(nb["cells"])
+            if c["cell_type"] == "code" and not HIDDEN & set(c["metadata"].get("tags", []))
+            for line in "".join(c["source"]).splitlines() if len(line) > CODE_COLUMN]
+    assert not long, f"{path.name}: visible code lines (cell, length) longer than {CODE_COLUMN}: {long}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from whydecoder.palette import ALIASES, ARCHITECTURE_COLOURS, architecture_colour
+from whydecoder.palette import ALIASES, ARCHITECTURE_COLOURS, ARCHITECTURE_NAMES, architecture_colour
 
 
 def test_each_architecture_has_its_own_colour():
@@ -22,3 +22,19 @@ def test_a_cell_of_wang_et_al_takes_the_colour_of_its_architecture():
 def test_an_unknown_architecture_is_refused_by_name():
     with pytest.raises(ValueError, match="'mamba'"):
         architecture_colour("mamba")
+
+
+def test_every_architecture_has_a_name_for_figures_and_tables():
+    assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURE_COLOURS)
+    assert ARCHITECTURE_NAMES["prefix-lm"] == "prefix-LM"
+
+
+def test_book_style_sets_readable_type_sizes():
+    import matplotlib.pyplot as plt
+
+    from whydecoder.plots import BOOK_STYLE, book_style
+
+    with plt.rc_context():
+        book_style()
+        assert all(plt.rcParams[k] == v for k, v in BOOK_STYLE.items())
+        assert plt.rcParams["legend.fontsize"] >= 10

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from whydecoder.report import LEDGER_FROM_CHAPTER, readable_table, verdict_box
+from whydecoder.report import LEDGER_FROM_CHAPTER, readable_table, setting_note, verdict_box
 from whydecoder.verdicts import Rule, Verdict
 
 RULE = Rule("C09", "a <statement>", {"margin": 0.05}, lambda results, p: Verdict("supported", "why"))
@@ -35,3 +35,12 @@ def test_large_numbers_read_as_words():
     assert large_number(2.5e12) == "2.5 trillion"
     assert large_number(12_345) == "12.3 thousand"
     assert large_number(0.5) == "0.5"
+
+
+def test_tables_and_notes_show_angle_brackets_as_text():
+    """A cell reading ``<bos> a a`` must not become an unknown HTML tag the browser drops."""
+    df = pd.DataFrame({"input": ["<bos> a a"], "x": [1.5]}).set_index("input")
+    html = readable_table(df).to_html()
+    assert "&lt;bos&gt; a a" in html and "<bos>" not in html
+    note = setting_note("width 64 & <mask> tokens")._repr_html_()
+    assert note == '<p class="book-note">width 64 &amp; &lt;mask&gt; tokens</p>'

@@ -12,6 +12,10 @@ ARCHITECTURE_COLOURS = {
     "encoder": "#d62728",  # red: the bidirectional encoder / masked LM
 }
 
+#: How figures and tables name the four architectures (the package's keys are lower case).
+ARCHITECTURE_NAMES = {"decoder": "decoder", "prefix-lm": "prefix-LM", "encoder-decoder": "encoder-decoder",
+                      "encoder": "encoder"}
+
 #: Other names the chapters use for the same architectures (Wang et al.'s grid, objectives).
 ALIASES = {
     "CD": "decoder", "causal decoder": "decoder", "causal LM": "decoder", "causal": "decoder",

@@ -89,9 +89,19 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
     shown = df.rename(columns=pretty)
     if df.index.name:
         shown.index.name = names.get(df.index.name, str(df.index.name).replace("_", " "))
-    style = shown.style.format({pretty[c]: f for c, f in (formats or {}).items()}, na_rep="–")
+    style = shown.style.format({pretty[c]: f for c, f in (formats or {}).items()}, na_rep="–", escape="html")
+    style = style.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     style = style.set_table_attributes('class="book-table"')
     return style if index else style.hide(axis="index")
+
+
+def setting_note(text: str):
+    """A one-line note for the page (the settings or the provenance behind the numbers
+    that follow), set small and grey by the book's ``book-note`` class rather than shown as
+    a block of program output. Defined in "How to read this book"."""
+    from IPython.display import HTML
+
+    return HTML(f'<p class="book-note">{html.escape(text)}</p>')
 
 
 def large_number(x: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import html
 import json
 import os
 import platform
@@ -404,13 +405,38 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     print(f"stored {out}")
 
 
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+def _say_provenance(command: str, commit: str, date: str, device: str) -> None:
+    """Where a page's numbers come from: a small note on the page (HTML, styled by the
+    book's ``book-note`` class) in a notebook, four short lines elsewhere."""
+    if _in_notebook():
+        from IPython.display import HTML, display
+
+        display(HTML(f'<p class="book-note">Stored full-scale results, made by <code>{html.escape(command)}</code> '
+                     f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
+                     f"{html.escape(device)}.</p>"))
+        return
+    print("stored full-scale results, made by")
+    print(" ", command)
+    print("  commit", commit, "on", date)
+    print("  device", device)
+
+
 def stored_or_run(experiment, scale: str | None = None, progress: bool = False) -> tuple[dict, bool]:
     """What a chapter shows for one experiment module (one with ``run``, ``load_complete``
     and ``RESULTS_DIR``): the stored full-scale results if they are complete, else a run at
     ``scale`` (at full scale storing into ``RESULTS_DIR/full.json`` and resuming from it),
     and whether they are the stored ones. At smoke scale nothing runs when the stored
     results are complete: the page shows them, and the module's own tests run its smoke
-    scale. Prints where the numbers come from. Defined in "How to read this book".
+    scale. Says where the numbers come from (a note on the page in a notebook). Defined in "How to read this book".
     """
     from .scale import current_scale
 
@@ -428,10 +454,7 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         current = f"python -m {name} --scale full"
         if name.startswith("whydecoder.") and command != current:
             command = f"{current} (stored as: {command}, before the experiments moved)"
-        print("stored full-scale results, made by")  # short lines: they are shown on the page
-        print(" ", command)
-        print("  commit", prov["commit"][:12], "on", prov["date"])
-        print("  device", prov["device"])
+        _say_provenance(command, prov["commit"][:12], prov["date"], prov["device"])
         return stored["results"], True
     print("no stored full-scale results: showing this run's", scale, "numbers")
     return measured, False
