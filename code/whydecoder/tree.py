@@ -398,6 +398,7 @@ def plot_organizations(df: pd.DataFrame, ax=None, top: int = 15):
     for b in BRANCHES:
         ax.barh(table.index, table[b], left=left, color=BRANCH_COLOURS[b], label=b)
         left += table[b].to_numpy()
+    ax.set_xlim(0, left.max() * 1.05)  # room after the longest bar
     ax.set_xlabel("models in the dataset")
     ax.legend(fontsize=8, loc="lower right", frameon=False)
     ax.set_title(f"The {top} organizations with most models, by branch", fontsize=10)
