@@ -45,3 +45,15 @@ def test_unknown_paper_and_ambiguous_value():
         published("nope")
     with pytest.raises(ValueError, match="0 numbers at row 'x'"):
         value(published("haviv2022_nope"), "x", "y")
+
+
+def test_the_page_table_keeps_the_numbers_and_drops_the_notes():
+    from whydecoder.papers import published, published_table
+
+    frame = published("jiang2024_mixtral")
+    shown = published_table(frame).data
+    assert list(shown.columns) == ["paper", "where", "row", "quantity", "value", "unit"]
+    assert list(shown["value"]) == list(frame["value"]) and len(shown) == len(frame)
+    assert not shown["paper"].str.contains(",").any()
+    assert not shown["unit"].str.contains(r"\(|; ").any()
+    assert published_table(frame, notes=True).data["unit"].tolist() == frame["unit"].tolist()

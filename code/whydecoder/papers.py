@@ -51,3 +51,36 @@ def value(table, row: str, column: str) -> float:
     if len(hit) != 1:
         raise ValueError(f"{len(hit)} numbers at row {row!r}, column {column!r}; expected one")
     return float(hit["value"].iloc[0])
+
+
+def _short_unit(unit: str) -> str:
+    """The unit without the reader's notes that follow it (in parentheses or after a
+    semicolon); the notes stay in the CSV."""
+    for mark in (" (", "; "):
+        if mark in unit:
+            unit = unit.split(mark, 1)[0]
+    return unit.strip()
+
+
+def published_table(frame, notes: bool = False):
+    """Published numbers (rows of :func:`published`, possibly of several papers) as a
+    table for the page: the paper by author and year, where in it (table or section and
+    page), the row, the quantity, the value and its unit, without the transcriber's notes
+    unless ``notes``. Defined in "How to read this book"."""
+    import pandas as pd
+
+    from .report import readable_table
+
+    def where(row):
+        page = str(row["page"]).strip()
+        return f"{row['table']}, p. {page}" if page else row["table"]
+
+    shown = pd.DataFrame({
+        "paper": frame["paper"].str.split(",").str[0],
+        "where": frame.apply(where, axis=1),
+        "row": frame["row"],
+        "quantity": frame["column"],
+        "value": frame["value"],
+        "unit": frame["unit"] if notes else frame["unit"].map(_short_unit),
+    })
+    return readable_table(shown, formats={"value": "{:,.6g}"}, index=False)
