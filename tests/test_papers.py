@@ -54,6 +54,15 @@ def test_the_page_table_keeps_the_numbers_and_drops_the_notes():
     shown = published_table(frame).data
     assert list(shown.columns) == ["paper", "where", "row", "quantity", "value", "unit"]
     assert list(shown["value"]) == list(frame["value"]) and len(shown) == len(frame)
-    assert not shown["paper"].str.contains(",").any()
+    assert not shown["paper"].str.contains(",| ").any()  # author and year, kept on one line
     assert not shown["unit"].str.contains(r"\(|; ").any()
     assert published_table(frame, notes=True).data["unit"].tolist() == frame["unit"].tolist()
+
+
+def test_the_page_table_takes_several_papers_at_once():
+    import pandas as pd
+
+    from whydecoder.papers import published, published_table
+
+    both = pd.concat([published("hu2022_lora"), published("dettmers2023_qlora")])
+    assert "Hu" in published_table(both).to_html()

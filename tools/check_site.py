@@ -154,7 +154,9 @@ async (wideSelector) => {
   for (const img of images) { img.loading = "eager"; }
   await Promise.all(images.map(img => img.decode().catch(() => null)));
   const article = document.querySelector("article.bd-article") || document.body;
-  const column = article.getBoundingClientRect();
+  // the text column is the article's content box: its padding is margin the text never uses
+  const style = getComputedStyle(article);
+  const column = {width: article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)};
   const wide = [];
   for (const el of document.querySelectorAll(wideSelector)) {
     const box = el.getBoundingClientRect();

@@ -73,14 +73,17 @@ def published_table(frame, notes: bool = False):
 
     def where(row):
         page = str(row["page"]).strip()
-        return f"{row['table']}, p. {page}" if page else row["table"]
+        return f"{row['table']}, p.\u00a0{page}" if page else row["table"]
 
+    frame = frame.reset_index(drop=True)  # rows of several papers, concatenated
     shown = pd.DataFrame({
-        "paper": frame["paper"].str.split(",").str[0],
+        "paper": frame["paper"].str.split(",").str[0].str.replace(" ", "\u00a0"),  # one line: "Jiang et al. 2024"
         "where": frame.apply(where, axis=1),
         "row": frame["row"],
         "quantity": frame["column"],
         "value": frame["value"],
         "unit": frame["unit"] if notes else frame["unit"].map(_short_unit),
     })
-    return readable_table(shown, formats={"value": "{:,.6g}"}, index=False)
+    table = readable_table(shown, formats={"value": "{:,.6g}"}, index=False)
+    # a row may be a formula with no space to break at, e.g. "L(C_min) = (C_c^min/C_min)^alpha_C^min"
+    return table.set_properties(subset=["row", "quantity"], **{"overflow-wrap": "anywhere"})
