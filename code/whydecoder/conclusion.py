@@ -70,8 +70,8 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
     question = next(r for r in rows if r["id"] == QUESTION)
     groups = weigh(rows)
     total = sum(len(g) for g in groups.values())
-    said = {"supported": "the book's head-to-head **supports** it at its scale",
-            "refuted": "the book's head-to-head **refutes** it at its scale",
+    said = {"supported": "the book's head-to-head **supports** it at its scale, on next-byte loss",
+            "refuted": "the book's head-to-head **refutes** it at its scale, on next-byte loss",
             "nuanced": "the book's head-to-head finds it **true only in part**",
             "inconclusive": "the book's head-to-head **could not tell**",
             "untested": "the book has **not yet tested** it"}[question["verdict"]]
