@@ -95,13 +95,19 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
     return style if index else style.hide(axis="index")
 
 
-def setting_note(text: str):
-    """A one-line note for the page (the settings or the provenance behind the numbers
-    that follow), set small and grey by the book's ``book-note`` class rather than shown as
-    a block of program output. Defined in "How to read this book"."""
+def note_html(markup: str):
+    """A one-line note for the page from ready HTML ``markup`` (escaped by the caller), set
+    small and grey by the book's ``book-note`` class rather than shown as a block of program
+    output. Defined in "How to read this book"."""
     from IPython.display import HTML
 
-    return HTML(f'<p class="book-note">{html.escape(text)}</p>')
+    return HTML(f'<p class="book-note">{markup}</p>')
+
+
+def setting_note(text: str):
+    """:func:`note_html` of plain ``text``: the settings behind the numbers that follow.
+    Defined in "How to read this book"."""
+    return note_html(html.escape(text))
 
 
 def large_number(x: float) -> str:

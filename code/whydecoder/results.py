@@ -415,14 +415,16 @@ def _in_notebook() -> bool:
 
 
 def _say_provenance(command: str, commit: str, date: str, device: str) -> None:
-    """Where a page's numbers come from: a small note on the page (HTML, styled by the
-    book's ``book-note`` class) in a notebook, four short lines elsewhere."""
+    """Where a page's numbers come from: a :func:`whydecoder.report.note_html` on the page
+    in a notebook, four short lines elsewhere."""
     if _in_notebook():
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(f'<p class="book-note">Stored full-scale results, made by <code>{html.escape(command)}</code> '
-                     f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
-                     f"{html.escape(device)}.</p>"))
+        from .report import note_html
+
+        display(note_html(f"Stored full-scale results, made by <code>{html.escape(command)}</code> "
+                          f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
+                          f"{html.escape(device)}."))
         return
     print("stored full-scale results, made by")
     print(" ", command)
