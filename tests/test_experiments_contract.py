@@ -11,7 +11,7 @@ import pytest
 import whydecoder.experiments as experiments
 from whydecoder.ledger import read_ledger
 from whydecoder.paths import DATA
-from whydecoder.results import load_result
+from whydecoder.results import judged_by, load_result
 from whydecoder.verdicts import Rule, fingerprints
 
 FOUND = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))
@@ -61,11 +61,13 @@ def test_no_claim_has_two_rules():
 
 @pytest.mark.parametrize("name", UNDER_PROTOCOL)
 def test_stored_results_were_judged_by_the_current_rules(name):
-    """The rule's fingerprint is part of the settings stored with the full run."""
+    """The rule's fingerprint is part of the settings stored with the full run (carried
+    through the migrations recorded in its provenance)."""
     module = MODULES[name]
     stored = load_result(module.RESULTS_DIR / "full.json")
     assert stored is not None, f"{name}: no stored full-scale results; run its full scale"
-    assert stored["results"]["settings"].get("rules") == fingerprints(module.RULES), (
+    assert judged_by(stored) == fingerprints(module.RULES), (
         f"{name}: the stored results were judged by other rules than the current ones; "
-        f"run `python -m whydecoder.experiments.{name} --scale full` again")
+        f"run `python -m whydecoder.experiments.{name} --scale full` again, or check and record a migration "
+        "(python -m whydecoder.migrate)")
     assert module.load_complete() is not None

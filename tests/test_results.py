@@ -101,11 +101,17 @@ def test_resuming_into_a_corrupt_file_is_refused(tmp_path):
 
 def test_each_section_keeps_the_provenance_of_the_run_that_made_it(tmp_path):
     path = tmp_path / "full.json"
-    run_sections({"a": lambda: [1]}, SETTINGS, path, command="first")
+    seen = []
+
+    def a():
+        seen.append("a")
+        return [1]
+
+    run_sections({"a": a}, SETTINGS, path, command="first")
     first = load_result(path)["provenance"]["sections"]["a"]
-    run_sections({"a": lambda: [9], "b": lambda: [2]}, SETTINGS, path, command="second")
+    run_sections({"a": a, "b": lambda: [2]}, SETTINGS, path, command="second")
     payload = load_result(path)
-    assert payload["results"]["a"] == [1]  # resumed, not recomputed
+    assert payload["results"]["a"] == [1] and seen == ["a"]  # resumed, not recomputed
     assert payload["provenance"]["sections"]["a"] == first
     assert set(payload["provenance"]["sections"]) == {"a", "b"}
 
@@ -142,9 +148,12 @@ def test_a_run_is_never_resumed_under_other_code(tmp_path, monkeypatch):
     import whydecoder.results as results
 
     path = tmp_path / "full.json"
-    run_sections({"a": lambda: [1]}, SETTINGS, path, command="x")
-    assert load_result(path)["provenance"]["sections"]["a"]["code"] == results.code_fingerprint()
-    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789abcdef")
+    a = lambda: [1]  # noqa: E731
+    run_sections({"a": a}, SETTINGS, path, command="x")
+    made = load_result(path)["provenance"]["sections"]["a"]
+    assert made["code"] == results.code_fingerprint()
+    assert made["maker"] == results.section_makers({"a": a})["a"]
+    monkeypatch.setattr(results, "section_makers", lambda sections, trees=None: dict.fromkeys(sections, "0123456789abcdef"))
     with pytest.raises(ValueError, match="made by other code"):
         run_sections({"a": lambda: [1], "b": lambda: [2]}, SETTINGS, path, command="x")
     # a complete file needs no resume: it is read as it is
@@ -188,8 +197,10 @@ def test_merging_refuses_overlapping_parts_other_settings_and_other_code(tmp_pat
     second.write_text(json.dumps(payload))
     with pytest.raises(ValueError, match="different package code"):
         merge_results([first, second], tmp_path / "full.json", command="x")
-    with pytest.raises(ValueError, match="at least two"):
-        merge_results([first], tmp_path / "full.json", command="x")
+    with pytest.raises(ValueError, match="made by other code than the current"):
+        merge_results([first, second], tmp_path / "full.json", command="x", makers={"a": "x", "b": "y", "c": "z"})
+    with pytest.raises(ValueError, match="needs stored parts"):
+        merge_results([], tmp_path / "full.json", command="x")
 
 
 def test_unknown_or_no_sections_are_refused_before_any_work(tmp_path):
@@ -213,11 +224,18 @@ def test_the_command_line_runs_only_the_named_sections(tmp_path):
     assert set(seen["only"]) == {"settings", "b, with a comma", "c"}
 
 
-def test_merging_refuses_to_replace_results_that_are_not_a_part(tmp_path):
+def test_merging_never_drops_or_changes_what_the_output_holds(tmp_path):
     _, first, second = _parts(tmp_path)
     out = tmp_path / "full.json"
-    out.write_text(first.read_text())
-    with pytest.raises(ValueError, match="already holds results"):
+    run_sections({"z": lambda: [0]}, SETTINGS, out, command="x")  # a section the parts do not hold
+    with pytest.raises(ValueError, match=r"already holds results that this would replace or drop \(sections \['z'\]"):
         merge_results([first, second], out, command="x")
-    merge_results([out, second], out, command="x")  # the existing file named as a part: joined, not lost
-    assert set(load_result(out)["results"]) == {"settings", "a", "b", "c"}
+    assert set(load_result(out)["results"]) == {"settings", "z"}
+    merge_results([out, first, second], out, command="x")  # the existing file named as a part: joined, not lost
+    assert set(load_result(out)["results"]) == {"settings", "a", "b", "c", "z"}
+    grown = tmp_path / "grown.json"
+    merge_results([first], grown, command="x")
+    merge_results([first, second], grown, command="x")  # keeps every section grown held: it only grows
+    assert set(load_result(grown)["results"]) == {"settings", "a", "b", "c"}
+    merge_results([second], grown, command="x", replace=True)  # dropping a and c needs the explicit option
+    assert set(load_result(grown)["results"]) == {"settings", "b"}

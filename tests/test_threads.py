@@ -47,7 +47,7 @@ def test_full_scale_commands_take_a_thread_count(tmp_path):
 
     seen = {}
     experiment_main("demo", lambda scale, out: seen.update(threads=torch.get_num_threads(), scale=scale),
-                    tmp_path, argv=["--scale", "smoke", "--threads", "1"])
+                    tmp_path, argv=["--scale", "smoke", "--threads", "1", "--out", str(tmp_path / "smoke.json")])
     assert seen == {"threads": 1, "scale": "smoke"}
     with pytest.raises(SystemExit):
         experiment_main("demo", lambda scale, out: None, tmp_path, argv=["--threads", "0"])

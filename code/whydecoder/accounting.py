@@ -19,6 +19,19 @@ def _check_len(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 
+def _check_cfg(cfg) -> None:
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+
+
+def _check_source_len(cfg: ModelConfig, source_len: int) -> None:
+    if source_len and cfg.arch != "encoder-decoder":
+        raise ValueError(f"source_len={source_len} only applies to arch 'encoder-decoder': arch {cfg.arch!r} has no "
+                         "encoder (count the source as part of the tokens)")
+    if source_len > cfg.max_len:
+        raise ValueError(f"source_len={source_len} exceeds the model's max_len {cfg.max_len}")
+
+
 def _attn_params(cfg: ModelConfig) -> int:
     d, q, kv = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     weights = d * q + 2 * d * kv + q * d
@@ -42,6 +55,7 @@ def parameter_count(cfg: ModelConfig, embeddings: bool = True, active: bool = Fa
     parameters one token runs through); retention has attention's four projections.
     Defined in the chapter "Efficiency: the KV cache".
     """
+    _check_cfg(cfg)
     d = cfg.d_model
     norm = d if cfg.norm_layer == "rmsnorm" else 2 * d  # RMSNorm has a scale and no shift
     block = _attn_params(cfg) + _mlp_params(cfg, active) + 2 * norm
@@ -72,11 +86,20 @@ def forward_flops(cfg: ModelConfig, n_new: int, n_past: int = 0, source_len: int
 
     Encoder-decoder: with ``encode=True`` the encoder runs over ``source_len`` tokens and
     the cross-attention keys/values are projected; with ``encode=False`` (a cached decode
-    step) only the decoder runs, attending to ``source_len`` cached keys.
+    step) only the decoder runs, attending to ``source_len`` cached keys. Refuses what the
+    model would refuse: ``n_past + n_new`` beyond ``cfg.max_len``, a source for a model
+    without an encoder, cached positions for an encoder.
     Defined in the chapter "Efficiency: the KV cache".
     """
+    _check_cfg(cfg)
     for name, value in (("n_new", n_new), ("n_past", n_past), ("source_len", source_len)):
         _check_len(name, value)
+    if n_past + n_new > cfg.max_len:
+        raise ValueError(f"n_past + n_new = {n_past} + {n_new} = {n_past + n_new} exceeds the model's max_len "
+                         f"{cfg.max_len}")
+    if n_past and cfg.arch == "encoder":
+        raise ValueError(f"n_past={n_past}: arch 'encoder' has no KV cache")
+    _check_source_len(cfg, source_len)
     d, h, dh, hk = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.kv_heads
     proj = 2 * d * (h * dh + 2 * hk * dh) + 2 * h * dh * d  # q, k, v, out per token
     mlp = (6 if cfg.gated_mlp else 4) * d * cfg.ff_dim
@@ -99,8 +122,14 @@ def generation_flops(cfg: ModelConfig, prompt_len: int, new_tokens: int, use_cac
     :func:`whydecoder.generate.generate` does it (with the cache: one prefill then one token
     per step; without: the whole sequence every step). Defined in the chapter "Efficiency".
     """
+    _check_cfg(cfg)
     _check_len("prompt_len", prompt_len)
     _check_len("new_tokens", new_tokens)
+    if prompt_len < 1:
+        raise ValueError(f"prompt_len must be >= 1 (generation starts from at least one token), got {prompt_len}")
+    if prompt_len + new_tokens > cfg.max_len:
+        raise ValueError(f"prompt_len + new_tokens = {prompt_len + new_tokens} exceeds the model's max_len "
+                         f"{cfg.max_len}")
     if use_cache:
         total = forward_flops(cfg, prompt_len, 0, source_len, encode=True) if new_tokens else 0
         for step in range(1, new_tokens):
@@ -115,8 +144,12 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_val
 
     Defined in the chapter "Efficiency: the KV cache".
     """
+    _check_cfg(cfg)
     _check_len("seq_len", seq_len)
     _check_len("source_len", source_len)
+    if source_len and cfg.arch != "encoder-decoder":
+        raise ValueError(f"source_len={source_len} only applies to arch 'encoder-decoder': arch {cfg.arch!r} caches "
+                         "no cross-attention")
     for name, value in (("batch", batch), ("bytes_per_value", bytes_per_value)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -144,8 +177,11 @@ def matched_mlp_width(cfg: ModelConfig, target: int, tolerance: float = EQUAL_PA
     closest to ``target``; a ``ValueError`` when none comes within ``tolerance`` (a
     fraction of ``target``). The count is linear in the width, so it is solved from two
     widths. Defined in the chapter "Efficiency: the KV cache"."""
-    if not 0 < tolerance < 1:
+    _check_cfg(cfg)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be a fraction in (0, 1), got {tolerance!r}")
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ValueError(f"target must be a positive int (a parameter count), got {target!r}")
     at_one = parameter_count(cfg.replace(d_ff=1), embeddings=False)
     per_unit = parameter_count(cfg.replace(d_ff=2), embeddings=False) - at_one
     best = cfg.replace(d_ff=max(1, round(1 + (target - at_one) / per_unit)))
@@ -164,6 +200,7 @@ def matched_encoder_decoder(decoder: ModelConfig, tolerance: float = EQUAL_PARAM
     (:func:`matched_mlp_width`: for pre-LN blocks with biases about ``d_ff = 3 d`` instead
     of ``4 d``). Defined in the chapter "Efficiency: the KV cache".
     """
+    _check_cfg(decoder)
     if decoder.arch not in ("decoder", "prefix-lm"):
         raise ValueError(f"matched_encoder_decoder matches a decoder-only model, not arch {decoder.arch!r}")
     if decoder.n_layers < 2 or decoder.n_layers % 2:

@@ -46,13 +46,19 @@ class KVCache:
     """The key/value cache of a whole stack: one :class:`LayerCache` per layer.
 
     ``length`` is the number of positions already cached; new tokens are appended after it.
+    ``prefix_len`` is the prefix a prefix-LM filled it under (set by the model), and
+    ``model_config`` the config of the model that made it (set by ``new_cache``).
 
     Defined in the chapter "Efficiency: the KV cache".
     """
 
     def __init__(self, n_layers: int):
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
         self.layers = [LayerCache() for _ in range(n_layers)]
-        self.prefix_len: int | None = None  # prefix-LM: the prefix the cache was built with
+        # prefix-LM: the prefix the cache was filled under (one length per example when they differ)
+        self.prefix_len: int | tuple[int, ...] | None = None
+        self.model_config = None  # the config of the model that made it (``Transformer.new_cache``)
 
     @property
     def length(self) -> int:
@@ -67,7 +73,7 @@ class KVCache:
         """A cache that shares this one's tensors and grows on its own: appending makes new
         tensors (``torch.cat``), so one prefilled context serves many continuations."""
         copy = KVCache(len(self.layers))
-        copy.prefix_len = self.prefix_len
+        copy.prefix_len, copy.model_config = self.prefix_len, self.model_config
         for mine, theirs in zip(copy.layers, self.layers):
             mine.k, mine.v, mine.cross_k, mine.cross_v = theirs.k, theirs.v, theirs.cross_k, theirs.cross_v
             mine.state, mine.seen = theirs.state, theirs.seen
@@ -75,14 +81,21 @@ class KVCache:
 
     def crop(self, length: int) -> None:
         """Keep only the first ``length`` cached positions (self-attention; cross-attention
-        keys and values stay)."""
+        keys and values stay). A prefix-LM cache cannot be cut inside its prefix (the prefix
+        positions saw each other), only to 0, which empties it."""
         if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
             raise ValueError(f"length must be an int in [0, {self.length}], got {length!r}")
         if self.layers[0].state is not None and length != self.length:
             raise ValueError("a recurrent state cannot be cut back: it holds every position at once; re-run the prefix")
+        prefix = max(self.prefix_len) if isinstance(self.prefix_len, tuple) else self.prefix_len
+        if prefix is not None and 0 < length < prefix:
+            raise ValueError(f"cannot crop to length {length}: the cache was filled with prefix_len {self.prefix_len}, "
+                             "whose positions saw each other; crop to at least the prefix, or to 0 and re-encode")
         for layer in self.layers:
             if layer.k is not None:
                 layer.k, layer.v = (layer.k[:, :, :length], layer.v[:, :, :length]) if length else (None, None)
+        if length == 0:
+            self.prefix_len = None
 
     def nbytes(self) -> int:
         """Bytes held by all cached tensors (measured, for checking the formula)."""
@@ -97,6 +110,10 @@ def attend(q, k, v, mask=None, is_causal=False, keep_weights=False):
 
     Defined in the chapter "Four architectures, one block".
     """
+    if q.dim() != 4 or k.dim() != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or \
+            q.shape[-1] != k.shape[-1] or q.shape[1] % max(k.shape[1], 1):
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not fit together: expected "
+                         "(B, h, Tq, dh) and (B, h_kv, Tk, dh) with h a multiple of h_kv")
     grouped = k.shape[1] != q.shape[1]  # grouped-query attention: each kv head serves a group of q heads
     if not keep_weights:  # the fused kernel reads each kv head once for its whole group
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=grouped), None

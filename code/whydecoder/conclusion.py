@@ -22,12 +22,17 @@ STRENGTHS = ("none", "could not tell", "one line of evidence", "two lines: an ex
 
 def second_lines() -> dict[str, tuple[str, ...]]:
     """``{claim: modules}`` of the second lines of evidence (real trained models) that
-    inform each claim, from the experiments' ``INFORMS``. Defined in the chapter "Conclusion"."""
+    inform each claim: the experiments' ``INFORMS``, counted only where their complete
+    full-scale results are stored (a deleted or incomplete file is no evidence).
+    Defined in the chapter "Conclusion"."""
     from .experiments import SECOND_LINES
 
     out: dict[str, tuple[str, ...]] = {}
     for name in SECOND_LINES:
-        for claim in importlib.import_module(f"whydecoder.experiments.{name}").INFORMS:
+        module = importlib.import_module(f"whydecoder.experiments.{name}")
+        if module.load_complete() is None:
+            continue
+        for claim in module.INFORMS:
             out[claim] = out.get(claim, ()) + (name,)
     return out
 
@@ -37,6 +42,8 @@ def strength(row: dict, lines: dict | None = None) -> str:
     experiment that could not tell (inconclusive), one line of evidence (an experiment or a
     dataset), or an experiment and a second line on real trained models. Defined in the chapter "Conclusion"."""
     lines = second_lines() if lines is None else lines
+    if row.get("verdict") not in GROUPS:
+        raise ValueError(f"claim {row.get('id')!r}: verdict {row.get('verdict')!r} is not one of {tuple(GROUPS)}")
     if row["verdict"] == "untested":
         return STRENGTHS[0]
     if row["verdict"] == "inconclusive":
@@ -47,13 +54,26 @@ def strength(row: dict, lines: dict | None = None) -> str:
 def weigh(rows: list[dict] | None = None) -> dict[str, list[dict]]:
     """The explanations (every claim but :data:`QUESTION`) grouped by outcome, in the order
     of :data:`GROUPS`, each row with its ``strength``. Defined in the chapter "Conclusion"."""
-    rows = read_ledger() if rows is None else rows
+    rows = read_ledger() if rows is None else _checked(rows)
     lines = second_lines()
     groups: dict[str, list[dict]] = {outcome: [] for outcome in GROUPS}
     for row in rows:
         if row["id"] != QUESTION:
             groups[row["verdict"]].append(dict(row, strength=strength(row, lines)))
     return groups
+
+
+def _checked(rows: list[dict]) -> list[dict]:
+    """Rows given by hand: each claim once, the question among them."""
+    if isinstance(rows, (str, dict)) or not all(isinstance(r, dict) and "id" in r for r in rows):
+        raise ValueError(f"rows must be the ledger's rows (dicts with an id), got {str(rows)[:100]}")
+    ids = [r["id"] for r in rows]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"claims {twice} are given more than once: each claim counts once")
+    if QUESTION not in ids:
+        raise ValueError(f"the rows lack the book's question {QUESTION}; got {ids}")
+    return rows
 
 
 def _ids(rows: list[dict]) -> str:
@@ -66,7 +86,7 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
     question (C18) and how many of the sources' explanations survive, fail, depend on
     conditions or stay open, by id, linking to the conclusion (``conclusion``: its path
     for ``{doc}``). Defined in the chapter "Conclusion"."""
-    rows = read_ledger() if rows is None else rows
+    rows = read_ledger() if rows is None else _checked(rows)
     question = next(r for r in rows if r["id"] == QUESTION)
     groups = weigh(rows)
     total = sum(len(g) for g in groups.values())

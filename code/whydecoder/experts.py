@@ -25,7 +25,7 @@ from .config import ModelConfig
 class MoE(nn.Module):
     """``n_experts`` copies of the MLP ``make_expert()`` and a linear router; each token
     goes to its ``top_k`` experts. After a forward pass ``aux_loss`` holds the
-    load-balancing loss of that pass. Defined in the chapter "The routes after the plain decoder".
+    load-balancing loss of that pass (0 for a pass over no token). Defined in the chapter "The routes after the plain decoder".
     """
 
     def __init__(self, cfg: ModelConfig, make_expert: Callable[[], nn.Module]):
@@ -43,7 +43,13 @@ class MoE(nn.Module):
         return logits.softmax(dim=-1), chosen, chosen_logits.softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.router.in_features:
+            raise ValueError(f"x must be (..., {self.router.in_features}), got shape {tuple(x.shape)}")
         flat = x.reshape(-1, x.shape[-1])
+        if not flat.shape[0]:  # no token: nothing routed, nothing to balance
+            self.load = flat.new_zeros(self.n_experts)
+            self.aux_loss = self.router(flat).sum()  # 0, on the router's graph like a loss of tokens
+            return torch.zeros_like(x)
         probs, chosen, weights = self.route(flat)
         out = torch.zeros_like(flat)
         for e, expert in enumerate(self.experts):
@@ -63,6 +69,8 @@ def moe_reference(moe: MoE, x: torch.Tensor) -> torch.Tensor:
     Defined in the chapter "The routes after the plain decoder".
     """
     flat = x.reshape(-1, x.shape[-1])
+    if not flat.shape[0]:
+        return torch.zeros_like(x)
     out = []
     for token in flat:
         logits = moe.router(token)

@@ -26,11 +26,32 @@ TARGETS = ("q", "k", "v", "out", "gate", "up", "down")
 METHODS = ("full", "lora", "qlora")
 
 
+def _check_targets(targets) -> None:
+    if isinstance(targets, (str, bytes)) or not isinstance(targets, (list, tuple, set, frozenset)) or not targets \
+            or not all(isinstance(t, str) for t in targets):
+        raise ValueError(f"targets must be a non-empty list of layer names such as {TARGETS}, got {targets!r}")
+
+
+def _check_rank_alpha(rank, alpha) -> None:
+    for name, value in (("rank", rank), ("alpha", alpha)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+#: The block sizes bitsandbytes' 4-bit quantization takes.
+BLOCKS = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
 def quantize_4bit(model: nn.Module, targets=TARGETS, block: int = 64) -> nn.Module:
     """Replace, in place, every ``nn.Linear`` named in ``targets`` by a ``bitsandbytes``
     4-bit NF4 layer holding the same weight (frozen), computing in float32. Returns the model.
 
     Defined in the chapter "The routes after the plain decoder"."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    _check_targets(targets)
+    if isinstance(block, bool) or not isinstance(block, int) or block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
     import bitsandbytes as bnb
 
     with warnings.catch_warnings():
@@ -53,11 +74,10 @@ def with_adapters(model: nn.Module, rank: int, alpha: int, targets=TARGETS) -> n
     other weight frozen (``peft``); returns our model itself, its layers wrapped in place.
 
     Defined in the chapter "The routes after the plain decoder"."""
+    _check_rank_alpha(rank, alpha)
+    _check_targets(targets)
     from peft import LoraConfig, get_peft_model
 
-    for name, value in (("rank", rank), ("alpha", alpha)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0, bias="none")
     return get_peft_model(model, config).base_model.model
 
@@ -65,9 +85,13 @@ def with_adapters(model: nn.Module, rank: int, alpha: int, targets=TARGETS) -> n
 def prepare(model: nn.Module, method: str, rank: int = 8, alpha: int = 16) -> nn.Module:
     """The model ready to finetune by ``method``: ``"full"`` (every weight trains),
     ``"lora"`` or ``"qlora"`` (4-bit frozen weights, then adapters). Defined in the chapter
-    "The routes after the plain decoder"."""
+    "The routes after the plain decoder". Every argument is checked before the model is changed."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    if method != "full":
+        _check_rank_alpha(rank, alpha)
     if method == "full":
         return model
     if method == "qlora":

@@ -10,6 +10,8 @@ tokens. Explained in the chapter "Efficiency: the KV cache".
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .model import Transformer
@@ -23,6 +25,12 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+
+
+def _check_temperature(temperature) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
 
 
 @torch.no_grad()
@@ -41,19 +49,23 @@ def generate(
     arch = model.cfg.arch
     if arch == "encoder":
         raise ValueError("arch 'encoder' cannot generate left to right (it has no causal mask); see iterative unmasking")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and not 1 <= top_k <= model.cfg.vocab_size:
-        raise ValueError(f"top_k {top_k} is outside [1, {model.cfg.vocab_size}]")
-    if prompt.dim() != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"prompt must be (batch, length >= 1), got shape {tuple(prompt.shape)}")
+    _check_temperature(temperature)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                              or not 1 <= top_k <= model.cfg.vocab_size):
+        raise ValueError(f"top_k {top_k!r} is not an int in [1, {model.cfg.vocab_size}] (or None)")
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be a (batch, length >= 1) tensor, got "
+                         f"{tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__}")
     total = prompt.shape[1] + max_new_tokens
     if total > model.cfg.max_len:
         raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's max_len {model.cfg.max_len}")
     if arch == "encoder-decoder" and source is None:
         raise ValueError("arch 'encoder-decoder' needs source tokens")
+    if arch != "encoder-decoder" and source is not None:
+        raise ValueError(f"source only applies to arch 'encoder-decoder', not {arch!r} (it has no encoder to read "
+                         "it): put the source in the prompt")
     kw = {"source": source} if arch == "encoder-decoder" else {}
     if arch == "prefix-lm":
         kw["prefix_len"] = prompt.shape[1]
@@ -93,18 +105,19 @@ def unmask_generate(
     """
     if model.cfg.arch != "encoder":
         raise ValueError(f"unmask_generate needs a bidirectional 'encoder', got arch {model.cfg.arch!r}; use generate()")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if prompt.dim() != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"prompt must be (batch, length >= 1), got shape {tuple(prompt.shape)}")
+    _check_temperature(temperature)
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be a (batch, length >= 1) tensor, got "
+                         f"{tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__}")
     if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < model.cfg.vocab_size:
         raise ValueError(f"mask_id must be a token id in [0, {model.cfg.vocab_size}), got {mask_id!r}")
     if (prompt == mask_id).any():
         raise ValueError(f"mask_id {mask_id} occurs in the prompt: it must be an id the prompt never uses "
                          "(a real byte would be overwritten as if it were masked)")
-    if allowed is not None and not (isinstance(allowed, int) and 0 < allowed <= model.cfg.vocab_size):
+    if allowed is not None and (isinstance(allowed, bool)
+                                or not (isinstance(allowed, int) and 0 < allowed <= model.cfg.vocab_size)):
         raise ValueError(f"allowed must be an int in [1, {model.cfg.vocab_size}], got {allowed!r}")
     if allowed is not None and mask_id < allowed:
         raise ValueError(f"mask_id {mask_id} is below allowed={allowed}: the model could write the mask itself")

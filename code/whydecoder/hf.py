@@ -27,6 +27,16 @@ def _copy_linear(dst, weight, bias) -> None:
     _copy(dst.bias, bias)
 
 
+def _check_hf(hf_model, model_type: str, class_name: str, key: str) -> None:
+    """Refuse anything but the ``transformers`` model the loader reads (by its state dict's keys)."""
+    found = getattr(getattr(hf_model, "config", None), "model_type", None)
+    if found != model_type or not hasattr(hf_model, "state_dict"):
+        raise ValueError(f"expected a transformers {class_name} (model_type {model_type!r}), got "
+                         f"{type(hf_model).__name__} with model_type {found!r}")
+    if key not in hf_model.state_dict():
+        raise ValueError(f"expected a transformers {class_name}: {type(hf_model).__name__} has no weight {key!r}")
+
+
 def from_hf_gpt2(hf_model) -> Transformer:
     """Our decoder-only model carrying the weights of a ``transformers`` ``GPT2LMHeadModel``.
 
@@ -35,6 +45,7 @@ def from_hf_gpt2(hf_model) -> Transformer:
 
     Defined in the chapter "Four architectures, one block".
     """
+    _check_hf(hf_model, "gpt2", "GPT2LMHeadModel", "transformer.wte.weight")
     hc = hf_model.config
     if hc.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(f"unsupported GPT-2 activation {hc.activation_function!r}")
@@ -82,6 +93,7 @@ def from_hf_bert(hf_model) -> Transformer:
 
     Defined in the chapter "Four architectures, one block".
     """
+    _check_hf(hf_model, "bert", "BertForMaskedLM", "cls.predictions.bias")
     hc = hf_model.config
     if hc.hidden_act != "gelu":
         raise ValueError(f"unsupported BERT activation {hc.hidden_act!r}")

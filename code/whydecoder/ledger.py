@@ -28,9 +28,22 @@ LEDGER_PATH = DATA / "claims.csv"
 
 def read_ledger(path: str | Path = LEDGER_PATH) -> list[dict]:
     """The ledger's rows as dicts, validated. Defined in "The claims ledger"."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    validate_ledger(rows)
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row or None in row.values():  # more, or fewer, fields than the header
+                    n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, []))
+                    raise ValueError(f"{path}, line {reader.line_num}: {n} fields where the header has "
+                                     f"{len(reader.fieldnames)} (an unquoted comma?)")
+                rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    try:
+        validate_ledger(rows)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return rows
 
 
@@ -39,6 +52,9 @@ def validate_ledger(rows: list[dict]) -> None:
 
     Defined in "The claims ledger".
     """
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise TypeError(f"rows must be a list of dicts (one per claim), got {type(rows).__name__}"
+                        + (f" of {sorted({type(r).__name__ for r in rows})}" if isinstance(rows, list) else ""))
     if not rows:
         raise ValueError("the claims ledger is empty")
     columns = tuple(rows[0].keys())
@@ -46,8 +62,11 @@ def validate_ledger(rows: list[dict]) -> None:
         raise ValueError(f"ledger columns {columns} differ from the expected {COLUMNS}")
     seen = set()
     for i, row in enumerate(rows):
+        if tuple(row.keys()) != COLUMNS:
+            raise ValueError(f"row {i}: columns {tuple(row.keys())} differ from the expected {COLUMNS}")
         for column in COLUMNS:
             _check_one_line(row.get(column), f"row {i}, column {column!r}")
+            _check_trimmed(row[column], f"row {i}, column {column!r}")
         cid = row["id"]
         if not re.fullmatch(r"C\d\d", cid or ""):
             raise ValueError(f"row {i}: claim id {cid!r} is not of the form C01")
@@ -71,6 +90,13 @@ def _check_one_line(text, where: str) -> None:
     if bad:
         raise ValueError(f"{where}: {text[:60]!r} holds a line break or control character {bad[0]!r}; "
                          "the ledger keeps one line per field")
+
+
+def _check_trimmed(text: str, where: str) -> None:
+    """Refuse a value with spaces at either end, or of spaces only: it reads as empty, or as
+    another value, and a comparison with the committed ledger fails on it."""
+    if text != text.strip():
+        raise ValueError(f"{where}: {text[:60]!r} has spaces at either end (or is nothing but spaces)")
 
 
 def _render(rows: list[dict]) -> str:
@@ -100,6 +126,7 @@ def record_verdict(claim_id: str, verdict: str, evidence: str, chapter: str | No
     _check_one_line(evidence, f"evidence of {claim_id}")
     if chapter is not None:
         _check_one_line(chapter, f"chapter of {claim_id}")
+        _check_trimmed(chapter, f"chapter of {claim_id}")
     rows = read_ledger(path)
     match = [row for row in rows if row["id"] == claim_id]
     if not match:

@@ -74,7 +74,7 @@ def llama_config(reader, path="the GGUF file", max_len: int | None = None) -> Mo
         raise ValueError(f"{path} holds a {arch!r} model; only 'llama' GGUF files load into this model")
     values = {name: _field(reader, key, path) for name, key in _LLAMA_KEYS.items()}
     context = int(values.pop("max_len"))
-    if max_len is not None and not (isinstance(max_len, int) and 1 <= max_len <= context):
+    if max_len is not None and (isinstance(max_len, bool) or not (isinstance(max_len, int) and 1 <= max_len <= context)):
         raise ValueError(f"max_len must be an int in [1, {context}] (the model's context), got {max_len!r}")
     names = {t.name for t in reader.tensors}
     vocab = len(reader.fields["tokenizer.ggml.tokens"].data) if "tokenizer.ggml.tokens" in reader.fields else None
@@ -94,6 +94,10 @@ def unpermute_rope_rows(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     """Undo llama.cpp's reordering of a query or key projection ``(n_heads * d_head, d)``:
     within each head it stores the rows as pairs (0, d/2), (1, d/2 + 1), ...; rotate-half
     RoPE wants the two halves apart. Defined in the chapter "Efficiency: the KV cache"."""
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
+        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    if not isinstance(weight, torch.Tensor) or weight.dim() < 1:
+        raise ValueError(f"weight must be a (n_heads * d_head, ...) tensor, got {type(weight).__name__}")
     rows = weight.shape[0]
     if rows % (2 * n_heads):
         raise ValueError(f"{rows} rows do not split into {n_heads} heads of an even size")
@@ -108,7 +112,16 @@ def _tensor(t) -> torch.Tensor:
     shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists the fastest-varying dimension first
     if values.size != int(np.prod(shape)):
         raise ValueError(f"tensor {t.name} holds {values.size} values, not {shape}: the file is truncated or corrupt")
+    _check_finite(t.name, values)
     return torch.from_numpy(values.reshape(shape).copy())
+
+
+def _check_finite(name: str, values: np.ndarray) -> None:
+    """Refuse a tensor with a NaN or infinite value: it would give NaN logits."""
+    if not np.isfinite(values).all():
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        raise ValueError(f"tensor {name} holds {bad} NaN or infinite value(s): the file is corrupt "
+                         "(the model would give NaN logits)")
 
 
 def _our_name(name: str) -> str | None:
@@ -142,6 +155,10 @@ def llama_from_tensors(cfg: ModelConfig, tensors: dict, source="the GGUF file") 
     in eval mode. Every tensor must find its place and every parameter of the model must be
     filled; anything else is refused, naming the tensors. Defined in the chapter
     "Efficiency: the KV cache"."""
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise ValueError("tensors must be a dict of GGUF tensor names to torch tensors (from read_llama_gguf)")
     model = Transformer(cfg)
     params = dict(model.named_parameters())
     filled, unknown = set(), []
@@ -151,6 +168,8 @@ def llama_from_tensors(cfg: ModelConfig, tensors: dict, source="the GGUF file") 
             if name is None or name not in params:
                 unknown.append(gguf_name)
                 continue
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"tensor {gguf_name} holds NaN or infinite values (the model would give NaN logits)")
             if gguf_name.endswith("attn_q.weight"):
                 value = unpermute_rope_rows(value, cfg.n_heads)
             elif gguf_name.endswith("attn_k.weight"):

@@ -57,7 +57,11 @@ def prefix_masks(prefix_lens: torch.Tensor, n: int) -> torch.Tensor:
     Defined in the chapter "Four architectures, one block".
     """
     _check_length("n", n)
+    if isinstance(prefix_lens, (str, bytes)):
+        raise TypeError(f"prefix_lens must be integer lengths, one per example, got {prefix_lens!r}")
     prefix_lens = torch.as_tensor(prefix_lens)
+    if prefix_lens.is_floating_point() or prefix_lens.is_complex() or prefix_lens.dtype == torch.bool:
+        raise ValueError(f"prefix_lens must hold integers, got a tensor of {prefix_lens.dtype}")
     if prefix_lens.dim() != 1:
         raise ValueError(f"prefix_lens must be 1-D (one per example), got shape {tuple(prefix_lens.shape)}")
     bad = (prefix_lens < 0) | (prefix_lens > n)
@@ -102,6 +106,10 @@ def visibility(arch: str, n: int, source_len: int | None = None, device=None) ->
     if arch in ("prefix-lm", "encoder-decoder"):
         if source_len is None:
             raise ValueError(f"arch {arch!r} needs source_len (the prefix / source length)")
+        _check_length("source_len", source_len)
+        _check_length("n", n)
+        if source_len > n:
+            raise ValueError(f"source_len {source_len} is longer than the sequence length n={n}")
         return attention_mask("prefix", n, prefix_len=source_len, device=device)
     if source_len is not None:
         raise ValueError(f"source_len only applies to 'prefix-lm' and 'encoder-decoder', not {arch!r}")

@@ -48,5 +48,7 @@ def measuring_env() -> dict[str, str]:
 
 def _status(key: str) -> int:
     with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith(key))
+        line = next((x for x in f if x.startswith(key)), None)
+    if line is None:
+        raise OSError(f"/proc/self/status has no {key!r} line: this kernel does not report the process's memory")
     return int(line.split()[1]) * 1024

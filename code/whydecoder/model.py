@@ -138,7 +138,9 @@ class Transformer(nn.Module):
     - ``encoder-decoder``: ``source`` tokens ``(B, S)`` for the encoder; ``tokens`` feed the
       decoder.
     - ``cache``: a :class:`~whydecoder.attention.KVCache` from :meth:`new_cache`; ``tokens``
-      are then the new positions after those already cached (not for ``encoder``).
+      are then the new positions after those already cached (not for ``encoder``). Another
+      model's cache is refused; a prefix-LM's cache remembers the ``prefix_len`` it was
+      filled under and refuses to be continued under another.
 
     Defined in the chapter "Four architectures, one block".
     """
@@ -175,15 +177,74 @@ class Transformer(nn.Module):
             if lo < 0 or hi >= self.cfg.vocab_size:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"token id {bad} in {name} is outside the vocabulary [0, {self.cfg.vocab_size})")
+        if tokens.device != self.embed.weight.device:
+            raise ValueError(f"{name} are on {tokens.device} but the model is on {self.embed.weight.device}")
         end = start + tokens.shape[1]
         if end > self.cfg.max_len:
             raise ValueError(f"sequence of length {end} in {name} exceeds the model's max_len {self.cfg.max_len}")
+
+    def _check_embeds(self, embeds, name: str, start: int = 0) -> None:
+        if not isinstance(embeds, torch.Tensor) or embeds.dim() != 3 or embeds.shape[-1] != self.cfg.d_model:
+            raise ValueError(f"{name} must be a (batch, length, {self.cfg.d_model}) tensor, got "
+                             f"{tuple(getattr(embeds, 'shape', ())) or type(embeds).__name__}")
+        if not embeds.is_floating_point():
+            raise ValueError(f"{name} must hold floating-point vectors, got dtype {embeds.dtype}")
+        if start + embeds.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of length {start + embeds.shape[1]} in {name} exceeds the model's max_len "
+                             f"{self.cfg.max_len}")
+
+    def _check_cache(self, cache, batch: int, device) -> None:
+        """Refuse a cache this model cannot continue: not a cache, another model's (another
+        config, depth, mixer or head layout), or one holding another batch or device."""
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache from model.new_cache(), got {type(cache).__name__}")
+        owner = cache.model_config
+        if owner is not None and owner is not self.cfg and owner != self.cfg:
+            diff = {k: (v, getattr(self.cfg, k)) for k, v in owner.to_dict().items() if getattr(self.cfg, k) != v}
+            raise ValueError(f"the cache was made by another model (cache's config vs this model's: {diff})")
+        if len(cache.layers) != len(self.decoder.blocks):
+            raise ValueError(f"the cache has {len(cache.layers)} layers but the model {len(self.decoder.blocks)}: "
+                             "it belongs to another model")
+        first = cache.layers[0]
+        retention = self.cfg.mixer == "retention"
+        if (first.k if retention else first.state) is not None:
+            raise ValueError(f"the cache holds {'keys and values' if retention else 'a recurrent state'}, but this "
+                             f"model's mixer is {self.cfg.mixer!r}: it belongs to another model")
+        held = first.state if retention else first.k
+        if held is None:
+            return
+        if held.shape[0] != batch:
+            raise ValueError(f"the cache holds a batch of {held.shape[0]} but the new tokens have batch {batch}")
+        heads, width = (self.cfg.n_heads, self.cfg.head_dim) if retention else (self.cfg.kv_heads, self.cfg.head_dim)
+        if held.shape[1] != heads or held.shape[-1] != width:
+            raise ValueError(f"the cache's tensors {tuple(held.shape)} do not fit this model ({heads} heads of "
+                             f"{width}): it belongs to another model")
+        if held.device != device:
+            raise ValueError(f"the cache is on {held.device} but the input is on {device}")
+
+    def _remember_prefix(self, cache: KVCache, prefix_len, n_past: int) -> None:
+        """Record the prefix a prefix-LM cache is filled under; refuse continuing it under another."""
+        if torch.is_tensor(prefix_len):
+            values = prefix_len.reshape(-1).tolist()
+            prefix = values[0] if len(set(values)) == 1 else tuple(values)
+        else:
+            prefix = prefix_len
+        if n_past == 0 or cache.prefix_len is None:
+            cache.prefix_len = prefix
+        elif prefix != cache.prefix_len:
+            raise ValueError(
+                f"the cache was filled with prefix_len {cache.prefix_len}, not prefix_len {prefix}: its positions "
+                f"were computed under the other prefix (a stale cache); pass prefix_len={cache.prefix_len} or "
+                "re-encode from scratch"
+            )
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for this model. Defined in the chapter "Efficiency: the KV cache"."""
         if self.cfg.arch == "encoder":
             raise ValueError("arch 'encoder' has no KV cache: every position attends to every other")
-        return KVCache(len(self.decoder.blocks))
+        cache = KVCache(len(self.decoder.blocks))
+        cache.model_config = self.cfg
+        return cache
 
     # ------------------------------------------------------------------ masks
     def _self_mask(self, n_new: int, n_past: int, prefix_len, device):
@@ -234,36 +295,51 @@ class Transformer(nn.Module):
         if source_embeds is None:
             self._check_tokens(source, "source")
             source_embeds = self.embed(source)
-        elif source_embeds.shape[1] > self.cfg.max_len:
-            raise ValueError(f"source of length {source_embeds.shape[1]} exceeds the model's max_len {self.cfg.max_len}")
+        else:
+            self._check_embeds(source_embeds, "source_embeds")
         return self.encoder(source_embeds)
 
     def hidden_states(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None,
                       source_embeds=None):
         """The main stack's output ``(B, T, d)`` before the head; see the class docstring."""
+        if cache is not None and self.cfg.arch == "encoder":
+            raise ValueError("arch 'encoder' has no KV cache")
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache from model.new_cache(), got {type(cache).__name__}")
         n_past = 0 if cache is None else cache.length
         if inputs_embeds is None:
             self._check_tokens(tokens, "tokens", start=n_past)
             x = self.embed(tokens)
         else:
+            self._check_embeds(inputs_embeds, "inputs_embeds", start=n_past)
             x = inputs_embeds
-            if n_past + x.shape[1] > self.cfg.max_len:
-                raise ValueError(f"sequence of length {n_past + x.shape[1]} exceeds the model's max_len {self.cfg.max_len}")
-        if cache is not None and self.cfg.arch == "encoder":
-            raise ValueError("arch 'encoder' has no KV cache")
+        if cache is not None:
+            self._check_cache(cache, x.shape[0], x.device)
         if prefix_len is not None and self.cfg.arch != "prefix-lm":
             raise ValueError(f"prefix_len only applies to arch 'prefix-lm', not {self.cfg.arch!r}")
+        if torch.is_tensor(prefix_len) and prefix_len.dim() == 1 and prefix_len.shape[0] != x.shape[0]:
+            raise ValueError(f"prefix_len holds {prefix_len.shape[0]} lengths but tokens have batch {x.shape[0]}")
         if (source is not None or source_embeds is not None) and self.cfg.arch != "encoder-decoder":
             raise ValueError(f"source only applies to arch 'encoder-decoder', not {self.cfg.arch!r}")
         context = None
+        if self.cfg.arch == "encoder-decoder" and cache is not None and cache.has_cross and (
+                source is not None or source_embeds is not None):
+            raise ValueError("the cache already holds the encoded source (cross-attention keys and values): pass "
+                             "source with the first call only, or start a new cache for another source")
         if self.cfg.arch == "encoder-decoder" and not (cache is not None and cache.has_cross):
             if source is None and source_embeds is None:
                 raise ValueError("arch 'encoder-decoder' needs source tokens")
             given = source if source is not None else source_embeds
+            if not isinstance(given, torch.Tensor) or given.dim() < 2:
+                name = "source" if source is not None else "source_embeds"
+                raise ValueError(f"{name} must be a (batch, length) tensor of token ids (or (batch, length, d) "
+                                 f"embeddings), got {getattr(given, 'shape', type(given).__name__)}")
             if given.shape[0] != x.shape[0]:
                 raise ValueError(f"source has batch {given.shape[0]} but tokens have batch {x.shape[0]}")
             context = self.encode(source, source_embeds)
         mask, is_causal = self._self_mask(x.shape[1], n_past, prefix_len, x.device)
+        if cache is not None and self.cfg.arch == "prefix-lm":
+            self._remember_prefix(cache, prefix_len, n_past)
         return self.decoder(x, mask, is_causal, start=n_past, context=context, cache=cache)
 
     def forward(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None):

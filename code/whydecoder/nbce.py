@@ -19,6 +19,7 @@ Explained in the chapter "In-context learning", section "Reading past the window
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -32,7 +33,7 @@ def top_p_filter(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose probability reaches ``top_p``
     (at least one) and set the rest to ``-inf``, along the last dimension, as
     ``transformers``' ``TopPLogitsWarper`` does. Defined in the chapter "In-context learning"."""
-    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if isinstance(top_p, bool) or not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     if top_p == 1:
         return logprobs
@@ -59,15 +60,32 @@ def nbce_pool(chunk_logprobs: torch.Tensor, uncond_logprobs: torch.Tensor, beta:
     (Su's reference code); ``"average"`` averages the chunks' untruncated log-probabilities
     (the post's first form). Either is combined as ``(1 + beta) * pooled - beta * uncond``;
     where the context-free distribution gives a token no mass (outside its nucleus) the
-    pooled value is kept, as in the reference code. Defined in the chapter "In-context learning".
+    pooled value is kept, as in the reference code. Log-probabilities with a NaN or ``+inf``,
+    and a distribution that gives every token ``-inf`` (no mass anywhere), are refused.
+    Defined in the chapter "In-context learning".
     """
-    if chunk_logprobs.dim() != 2 or uncond_logprobs.shape != chunk_logprobs.shape[1:]:
-        raise ValueError(f"expected chunk log-probs (n, V) and context-free ones (V,), got "
+    for name, x in (("chunk_logprobs", chunk_logprobs), ("uncond_logprobs", uncond_logprobs)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+    if chunk_logprobs.dim() != 2 or uncond_logprobs.shape != chunk_logprobs.shape[1:] or 0 in chunk_logprobs.shape:
+        raise ValueError(f"expected chunk log-probs (n, V) and context-free ones (V,), n and V >= 1, got "
                          f"{tuple(chunk_logprobs.shape)} and {tuple(uncond_logprobs.shape)}")
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+    for name, x in (("chunk_logprobs", chunk_logprobs), ("uncond_logprobs", uncond_logprobs.unsqueeze(0))):
+        bad = x.isnan() | (x == math.inf)
+        if bad.any():
+            row = int(bad.any(-1).nonzero()[0])
+            where = f"chunk {row}" if name == "chunk_logprobs" else "the context-free distribution"
+            raise ValueError(f"{name} holds NaN or +inf (in {where}): not log-probabilities")
+        empty = (x == -math.inf).all(-1)
+        if empty.any():
+            where = f"chunk {int(empty.nonzero()[0])}" if name == "chunk_logprobs" else "the context-free distribution"
+            raise ValueError(f"{name}: {where} gives every token -inf (no probability mass anywhere)")
+    if isinstance(beta, bool) or not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, (int, float)) and 0 < top_p <= 1)):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
     chunks = chunk_logprobs.log_softmax(-1)
     uncond = uncond_logprobs.log_softmax(-1)
     if pooling == "min_entropy":
@@ -81,6 +99,17 @@ def nbce_pool(chunk_logprobs: torch.Tensor, uncond_logprobs: torch.Tensor, beta:
     return merged.log_softmax(-1)
 
 
+def _token_list(name: str, value, min_len: int = 0) -> list[int]:
+    """``value`` as a list of token ids; refuses text, a tensor or a list of other things."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of token ids, got {type(value).__name__}")
+    if any(isinstance(t, bool) or not isinstance(t, numbers.Integral) for t in value):
+        raise ValueError(f"{name} must hold integer token ids, got {list(value)[:5]!r}...")
+    if len(value) < min_len:
+        raise ValueError(f"{name} must hold at least {min_len} token(s), got {len(value)}")
+    return list(value)
+
+
 @torch.no_grad()
 def prefill(model: Transformer, context: list[int]) -> KVCache:
     """A decoder's cache after reading ``context`` (no logits computed: at long contexts
@@ -88,6 +117,7 @@ def prefill(model: Transformer, context: list[int]) -> KVCache:
     chapter "In-context learning"."""
     if model.cfg.arch != "decoder":
         raise ValueError(f"NBCE runs a decoder-only model, not arch {model.cfg.arch!r}")
+    context = _token_list("context", context)
     cache = model.new_cache()
     if context:
         model.hidden_states(torch.tensor([context]), cache=cache)
@@ -99,8 +129,11 @@ def answer_logprobs(model: Transformer, cache: KVCache | None, question: list[in
     """Teacher-forced next-token log-probabilities ``(len(answer), V)`` at the positions
     that predict each answer token, after the cached context (``None``: no context) and
     the ``question``. The cache itself is left as it was. Defined in the chapter "In-context learning"."""
+    question, answer = _token_list("question", question), _token_list("answer", answer)
     if not question or not answer:
         raise ValueError("question and answer must both hold at least one token")
+    if cache is not None and not isinstance(cache, KVCache):
+        raise ValueError(f"cache must be a KVCache (from prefill) or None, got {type(cache).__name__}")
     cache = model.new_cache() if cache is None else cache.fork()
     h = model.hidden_states(torch.tensor([question + answer[:-1]]), cache=cache)
     return model.lm_head(h[0, -len(answer):]).float().log_softmax(-1)
@@ -110,6 +143,10 @@ def exact_match(logprobs: torch.Tensor, answer: list[int]) -> bool:
     """Is every answer token the most likely one (greedy decoding writes the answer)?
     Under teacher forcing this is the same as greedy decoding while it stays right.
     Defined in the chapter "In-context learning"."""
+    answer = _token_list("answer", answer, min_len=1)
+    if not isinstance(logprobs, torch.Tensor) or logprobs.dim() != 2 or logprobs.shape[0] != len(answer):
+        raise ValueError(f"logprobs must be (len(answer), V) = ({len(answer)}, V), one row per answer token; got "
+                         f"{tuple(getattr(logprobs, 'shape', ())) or type(logprobs).__name__}")
     return bool((logprobs.argmax(-1) == torch.tensor(answer)).all())
 
 

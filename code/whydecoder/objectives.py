@@ -13,6 +13,7 @@ Explained in the chapter on encoders vs decoders (pretraining objectives).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -71,8 +72,12 @@ def _check_arch(objective: str, arch: str, allowed: tuple[str, ...]) -> None:
 
 
 def _check_chunks(chunks: torch.Tensor) -> None:
+    if not isinstance(chunks, torch.Tensor):
+        raise ValueError(f"chunks must be a (batch, length) tensor of token ids, got {type(chunks).__name__}")
     if chunks.dim() != 2 or chunks.shape[1] < 2:
         raise ValueError(f"chunks must be (batch, length >= 2), got shape {tuple(chunks.shape)}")
+    if chunks.is_floating_point() or chunks.is_complex() or chunks.dtype == torch.bool:
+        raise ValueError(f"chunks must hold integer token ids, got dtype {chunks.dtype}")
 
 
 def _conditional(arch: str, context: torch.Tensor, target: torch.Tensor, tok: ByteTokenizer) -> Batch:
@@ -110,7 +115,7 @@ def prefix_lm(chunks: torch.Tensor, arch: str, prefix_len: int, tok: ByteTokeniz
     """
     _check_arch("prefix-lm", arch, ("decoder", "prefix-lm", "encoder-decoder"))
     _check_chunks(chunks)
-    if not 1 <= prefix_len < chunks.shape[1]:
+    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 1 <= prefix_len < chunks.shape[1]:
         raise ValueError(f"prefix_len {prefix_len} must leave a non-empty prefix and target in length {chunks.shape[1]}")
     return _conditional(arch, chunks[:, :prefix_len], chunks[:, prefix_len:], tok)
 
@@ -171,6 +176,9 @@ def span_corruption(
     """
     _check_arch("span-corruption", arch, ("decoder", "prefix-lm", "encoder-decoder"))
     _check_chunks(chunks)
+    for name, value, high in (("rate", rate, 1), ("mean_span", mean_span, math.inf)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < high:
+            raise ValueError(f"{name} must be a number in (0, {high}), got {value!r}")
     length = chunks.shape[1]
     n_noise = max(1, round(length * rate))
     n_spans = max(1, round(n_noise / mean_span))

@@ -32,6 +32,8 @@ def architecture_colour(name: str) -> str:
     """The book's colour for an architecture, by its name in :data:`ARCHITECTURE_COLOURS`
     or one of its :data:`ALIASES` (a Wang et al. cell such as ``"ED:MLM"`` takes the colour
     of its architecture). Defined in "How to read this book"."""
+    if not isinstance(name, str):
+        raise TypeError(f"an architecture is named by text, got {name!r}")
     key = name.split(":")[0] if ":" in name else name
     key = ALIASES.get(key, key)
     if key not in ARCHITECTURE_COLOURS:

@@ -33,8 +33,17 @@ def plot_pattern(ax, matrix, title: str = "", split: int | None = None, cmap: st
 
     Defined in the chapter "Four architectures, one block".
     """
-    m = matrix.detach().float().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, float)
+    try:
+        m = matrix.detach().float().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, float)
+    except (TypeError, ValueError):
+        raise ValueError(f"matrix must be an (n, n) array of numbers, got {type(matrix).__name__}") from None
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"matrix must be a non-empty square (n, n) array, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise ValueError("matrix holds NaN or infinite values; a mask or dependency matrix is finite")
     n = m.shape[0]
+    if split is not None and not (isinstance(split, (int, np.integer)) and 0 <= split <= n):
+        raise ValueError(f"split must be an int in [0, {n}] (the prefix or source length), got {split!r}")
     colours = plt.get_cmap(cmap).copy()
     colours.set_bad("white")
     if log:
@@ -65,6 +74,9 @@ def pattern_grid(patterns: dict, split: int | None = None, cmap: str = "Blues", 
 
     Defined in the chapter "Four architectures, one block".
     """
+    if not isinstance(patterns, dict) or not patterns:
+        raise ValueError(f"patterns must be a non-empty dict {{architecture: matrix}}, got {type(patterns).__name__} "
+                         f"{'(empty)' if isinstance(patterns, dict) else ''}".rstrip())
     rows = (len(patterns) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(7.5, 3.9 * rows), constrained_layout=True)
     axes = np.atleast_1d(axes).ravel()

@@ -10,13 +10,29 @@ Explained in the chapter "The low-rank argument, tested".
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 from .masks import attention_mask
 
 
+def _count(name: str, value, low: int | None = 1) -> None:
+    """Refuse a size or count that is not an int (of at least ``low``, unless ``None``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (low is not None and value < low):
+        raise ValueError(f"{name} must be an int{'' if low is None else f' >= {low}'}, got {value!r}")
+
+
+def _finite(name: str, value, positive: bool = False) -> None:
+    """Refuse a parameter that is not a finite real number (or, if ``positive``, not > 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        raise ValueError(f"{name} must be a finite{' positive' if positive else ''} number, got {value!r}")
+
+
 def _as_matrix(a: torch.Tensor) -> torch.Tensor:
+    if not isinstance(a, torch.Tensor):
+        raise TypeError(f"expected a matrix as a torch.Tensor, got {type(a).__name__}")
     if a.dim() != 2:
         raise ValueError(f"expected a matrix, got shape {tuple(a.shape)}")
     return a.detach().to(torch.float64)
@@ -27,7 +43,11 @@ def singular_values(a: torch.Tensor) -> torch.Tensor:
 
     Defined in the chapter "The low-rank argument, tested".
     """
-    return torch.linalg.svdvals(_as_matrix(a))
+    a = _as_matrix(a)
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError(f"the matrix of shape {tuple(a.shape)} holds NaN or infinite entries; its singular values "
+                         "are undefined")
+    return torch.linalg.svdvals(a)
 
 
 def numerical_rank(a: torch.Tensor, rtol: float | None = None, dtype: torch.dtype | None = None) -> int:
@@ -39,7 +59,10 @@ def numerical_rank(a: torch.Tensor, rtol: float | None = None, dtype: torch.dtyp
     """
     s = singular_values(a)
     if rtol is None:
+        if not (dtype or a.dtype).is_floating_point:
+            raise ValueError(f"a has the integer dtype {a.dtype}: pass dtype= (or rtol=) to say the precision")
         rtol = max(a.shape) * torch.finfo(dtype or a.dtype).eps
+    _finite("rtol", rtol)
     if rtol < 0:
         raise ValueError(f"rtol must be >= 0, got {rtol}")
     return int((s > rtol * s[0]).sum()) if s.numel() and s[0] > 0 else 0
@@ -62,6 +85,8 @@ def effective_rank(a: torch.Tensor) -> float:
 def condition_number(a: torch.Tensor) -> float:
     """``s_max / s_min`` (``inf`` for a singular matrix). Defined in the chapter "The low-rank argument, tested"."""
     s = singular_values(a)
+    if s.numel() == 0:
+        raise ValueError(f"the condition number of an empty matrix (shape {tuple(a.shape)}) is undefined")
     return float("inf") if s[-1] == 0 else float(s[0] / s[-1])
 
 
@@ -72,6 +97,9 @@ def attention_probabilities(q: torch.Tensor, k: torch.Tensor, causal: bool = Fal
     """
     if q.dim() != 2 or q.shape != k.shape:
         raise ValueError(f"q and k must both be (n, d), got {tuple(q.shape)} and {tuple(k.shape)}")
+    if q.shape[1] == 0:
+        raise ValueError("q and k have size d = 0: there are no logits to take the softmax of")
+    _finite("scale", scale)
     scores = scale * (q @ k.T) / math.sqrt(q.shape[1])
     if causal:
         scores = scores.masked_fill(~attention_mask("causal", q.shape[0], device=q.device), float("-inf"))
@@ -85,6 +113,8 @@ def random_attention(n: int, d: int, scale: float, causal: bool, generator: torc
     ``scale`` multiplies the logits (1 gives logits of unit variance). Defined in the chapter
     "The low-rank argument, tested".
     """
+    _count("n", n, low=None)
+    _count("d", d, low=None)
     if n < 1 or d < 1:
         raise ValueError(f"n and d must be >= 1, got n={n}, d={d}")
     q = torch.randn(n, d, generator=generator, dtype=dtype)
@@ -98,8 +128,10 @@ def random_stochastic(n: int, causal: bool, generator: torch.Generator, concentr
 
     Defined in the chapter "The low-rank argument, tested".
     """
-    if concentration <= 0:
+    _count("n", n)
+    if isinstance(concentration, numbers.Real) and concentration <= 0:
         raise ValueError(f"concentration must be > 0, got {concentration}")
+    _finite("concentration", concentration, positive=True)
     gamma = torch._standard_gamma(torch.full((n, n), float(concentration), dtype=torch.float64), generator=generator)
     if causal:
         gamma = gamma * attention_mask("causal", n).to(gamma.dtype)
@@ -111,6 +143,9 @@ def row_kl(target: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
     Defined in the chapter "The low-rank argument, tested".
     """
+    if target.shape != p.shape:
+        raise ValueError(f"target and p must have the same shape (rows of distributions), got {tuple(target.shape)} "
+                         f"and {tuple(p.shape)}")
     ratio = torch.where(target > 0, target * (target.clamp_min(1e-300).log() - p.clamp_min(1e-300).log()), 0.0)
     return ratio.sum(dim=-1).mean()
 
@@ -127,8 +162,15 @@ def fit_attention(target: torch.Tensor, d_head: int, causal: bool, steps: int = 
     n = target.shape[0]
     if target.shape != (n, n):
         raise ValueError(f"target must be square, got shape {tuple(target.shape)}")
-    if d_head < 1:
-        raise ValueError(f"d_head must be >= 1, got {d_head}")
+    _count("d_head", d_head)
+    _count("steps", steps, low=0)
+    _finite("lr", lr, positive=True)
+    if not bool(torch.isfinite(target).all()) or bool((target < 0).any()):
+        raise ValueError("target must hold finite, non-negative probabilities")
+    sums = target.double().sum(dim=-1)
+    if n and not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4)):
+        raise ValueError(f"target must be row-stochastic (rows summing to 1); row sums range from "
+                         f"{float(sums.min()):.4g} to {float(sums.max()):.4g}")
     if causal and bool((target.triu(1) > 0).any()):
         raise ValueError("a causal head cannot fit a target with weight above the diagonal")
     g = torch.Generator().manual_seed(seed)
@@ -185,8 +227,10 @@ def collapse_curve(variant: str, causal: bool, depth: int, n: int = 32, d: int =
     """
     if variant not in COLLAPSE_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {COLLAPSE_VARIANTS}")
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    _count("depth", depth)
+    _count("n", n)
+    _count("d", d)
+    _finite("weight_scale", weight_scale, positive=True)
     g = torch.Generator().manual_seed(seed)
 
     def weight(rows, cols):

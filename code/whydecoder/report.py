@@ -13,6 +13,8 @@ VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a
 
 def _chapter_notebook(slug: str) -> Path | None:
     """The (first) notebook of a chapter folder, or ``None`` when there is none yet."""
+    if slug is not None and not isinstance(slug, str):
+        raise TypeError(f"a chapter is named by its folder (text such as '04_low_rank'), got {slug!r}")
     notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
     return notebooks[0] if notebooks else None
 
@@ -49,6 +51,15 @@ def ledger_html(rows: list[dict]) -> str:
 
     Defined in "The claims ledger".
     """
+    if not isinstance(rows, list):
+        raise TypeError(f"rows must be a list of the ledger's rows (dicts), got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        missing = [c for c in ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
+                   if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise ValueError(f"row {i} of the ledger lacks {missing}: {row!r}"[:300])
+        if row["verdict"] not in VERDICT_COLOURS:
+            raise ValueError(f"row {i} ({row['id']}): verdict {row['verdict']!r} is not one of {tuple(VERDICT_COLOURS)}")
     cols = "".join(f'<col style="width:{w}%">' for _, w in LEDGER_COLUMNS)
     head = "".join(f'<th style="padding:4px">{h}</th>' for h, _ in LEDGER_COLUMNS)
     body = []
@@ -79,6 +90,13 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
 
     Defined in "How to read this book".
     """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"readable_table takes a pandas DataFrame, got {type(df).__name__}")
+    for arg, value in (("formats", formats), ("names", names)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{arg} must be a dict keyed by column name, got {type(value).__name__}")
     names = dict(names or {})
     levels = list(df.index.names)
     if index and None not in levels and not set(levels) & set(df.columns) and df.columns.nlevels == 1:
@@ -86,6 +104,9 @@ def readable_table(df, formats: dict | None = None, names: dict | None = None, i
         df = df.reset_index()
         index = False
     pretty = {c: names.get(c, str(c).replace("_", " ")) for c in df.columns}
+    unknown = [c for c in (formats or {}) if c not in pretty]
+    if unknown:
+        raise ValueError(f"formats name columns {unknown} that the table does not have; it has {list(pretty)}")
     shown = df.rename(columns=pretty)
     if df.index.name:
         shown.index.name = names.get(df.index.name, str(df.index.name).replace("_", " "))
@@ -101,12 +122,17 @@ def note_html(markup: str):
     output. Defined in "How to read this book"."""
     from IPython.display import HTML
 
+    if not isinstance(markup, str):
+        raise TypeError(f"markup must be text (HTML), got {type(markup).__name__}")
+
     return HTML(f'<p class="book-note">{markup}</p>')
 
 
 def setting_note(text: str):
     """:func:`note_html` of plain ``text``: the settings behind the numbers that follow.
     Defined in "How to read this book"."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
     return note_html(html.escape(text))
 
 
@@ -114,6 +140,13 @@ def large_number(x: float) -> str:
     """A large count in words a table reader takes in at once: ``51.7 million``, ``1.2
     billion`` (three significant digits); below a thousand as it is. Defined in "How to
     read this book"."""
+    import math
+    import numbers
+
+    if not isinstance(x, numbers.Real):
+        raise TypeError(f"large_number takes a number, got {x!r}")
+    if not math.isfinite(x):
+        raise ValueError(f"large_number takes a finite number, got {x!r}")
     for size, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
         if abs(x) >= size:
             return f"{x / size:.3g} {word}"
@@ -130,6 +163,11 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
     row of the ``ledger``), what was tested (the rule's statement and its fixed parameters),
     the outcome with why, the evidence with its intervals, and the scope of the experiment.
     Defined in "How to read this book"."""
+    if getattr(verdict, "outcome", None) not in VERDICT_COLOURS or not hasattr(verdict, "reason"):
+        raise ValueError(f"verdict must be a Verdict (an outcome in {tuple(VERDICT_COLOURS)} and a reason), "
+                         f"got {verdict!r}")
+    if not all(hasattr(rule, a) for a in ("statement", "parameters", "fingerprint")):
+        raise TypeError(f"rule must be a verdicts.Rule (statement, parameters, fingerprint), got {type(rule).__name__}")
     colour = VERDICT_COLOURS.get(verdict.outcome, "#6e7781")
     params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.parameters.items())
     link = f'<a href="{html.escape(ledger)}#claim-{html.escape(claim_id)}"><b>{html.escape(claim_id)}</b></a>'

@@ -1,8 +1,11 @@
-"""Writing results safely and recording where they came from.
+"""Stored results and where they came from.
 
 Every stored full-scale result carries the command, the git commit and the device that
-made it; files are written atomically (a temporary file, then a rename), so an
-interrupted run never leaves half a file.
+made it, and for each section the fingerprint of the code that computed it (its call tree
+in the package, :mod:`whydecoder.fingerprint`). Files are written atomically, by one
+writer at a time, as strict JSON (:mod:`whydecoder.storage`); a file that holds results
+is replaced only by a resumed run of the same settings and code, or by an explicit
+``replace``.
 
 Explained in "How to read this book" (stored results).
 """
@@ -25,41 +28,9 @@ from pathlib import Path
 import torch
 
 from .paths import ROOT, RUNS
+from .storage import Busy, atomic_write_bytes, atomic_write_text, dumps_strict, exclusive, loads_strict
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    Defined in "How to read this book".
-    """
-    path = Path(path)
-    if not path.name:
-        raise ValueError(f"not a file path: {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():  # keep the file's mode (mkstemp makes 0600)
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Atomic text write (UTF-8). Defined in "How to read this book"."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+__all__ = ["atomic_write_bytes", "atomic_write_text", "Busy"]  # re-exported: the writers' one home is storage
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
@@ -117,18 +88,28 @@ def provenance(command: str, device: str | torch.device = "cpu") -> dict:
 
 
 def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu",
-                sections: dict | None = None) -> Path:
+                sections: dict | None = None, extra: dict | None = None) -> Path:
     """Store ``results`` as JSON with its provenance, atomically. ``sections`` maps each
     section's name to the provenance of the run that computed it (a resumed run keeps the
-    commit and date of the sections it did not recompute).
+    commit and date of the sections it did not recompute); ``extra``: more provenance
+    (``maker_trees``, ``migrations``), kept as given.
 
     Defined in "How to read this book".
     """
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be a dict, got {type(results).__name__}")
+    if not isinstance(command, str) or not command.strip():
+        raise ValueError(f"command must be the command line that made the results, got {command!r}")
     prov = provenance(command, device)
     if sections:
         prov["sections"] = sections
+    for key, value in (extra or {}).items():
+        if key in prov:
+            raise ValueError(f"extra provenance {key!r} would replace the run's own")
+        if value:
+            prov[key] = value
     payload = {"provenance": prov, "results": results}
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(path, dumps_strict(payload))
 
 
 def load_result(path: str | os.PathLike) -> dict | None:
@@ -139,10 +120,15 @@ def load_result(path: str | os.PathLike) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
+    if not path.is_file():
+        raise ValueError(f"{path} is not a results file (a folder?)")
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        payload = loads_strict(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not a readable results file (truncated or corrupt: {err})") from None
+    except ValueError as err:
+        why = "not strict JSON" if "finite" in str(err) else "truncated or corrupt"
+        raise ValueError(f"{path} is not a readable results file ({why}: {str(err).split(': ', 1)[-1]})") from None
     if not isinstance(payload, dict) or set(payload) != {"provenance", "results"}:
         keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} is not a stored result (keys {keys})")
@@ -173,12 +159,20 @@ def judged_settings(settings, rules: dict) -> dict:
 
 def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, command: str) -> dict:
     """Compute each named section (a zero-argument function) in order and return
-    ``{"settings": ..., name: result, ...}``. With ``out``, store the results atomically
-    (with provenance) after every section and skip the sections already stored there, so
-    an interrupted run resumes; stored results made with other settings are refused.
+    ``{"settings": ..., name: result, ...}``. With ``out``, hold its one-writer lock for
+    the whole run, store the results atomically (with provenance, and the fingerprint of
+    the code each section runs: :func:`section_makers`) after every section and skip the
+    sections already stored there, so an interrupted run resumes; stored results made
+    with other settings or by other code are refused.
 
     Defined in "How to read this book".
     """
+    if not isinstance(sections, dict) or not all(isinstance(k, str) and callable(v) for k, v in sections.items()):
+        raise TypeError(f"sections must map names to functions, got {sections!r}"[:300])
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict (stored with the results), got {type(settings).__name__}")
+    if _PLANNING.get():
+        raise _Planned(sections, settings)
     only = _ONLY_SECTIONS.get()
     if only is not None:
         unknown = sorted(set(only) - set(sections))
@@ -186,29 +180,76 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
             raise ValueError(f"--sections {unknown} are not sections of this experiment; expected some of "
                              f"{list(sections)}")
         sections = {name: compute for name, compute in sections.items() if name in only}
-    if out is not None:
-        check_writable(out)  # before any work: a bad path fails now, not after the first section
-    stored = load_result(out) if out is not None else None
-    results = dict(stored["results"]) if stored else {}
-    made = dict(stored["provenance"].get("sections") or {}) if stored else {}
-    if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
-        raise ValueError(f"{out} holds results for other settings; move it away to start again")
-    todo = [name for name in sections if name not in results]
-    code = code_fingerprint() if out is not None else None  # only stored sections carry it
-    if stored and todo:
-        done = [name for name in sections if name in results]
-        other = [name for name in done if (made.get(name) or {}).get("code") != code]
-        if other:
-            raise ValueError(f"{out} holds sections {other} made by other code (or code not recorded) than the "
-                             f"current package ({code}); resuming would mix them. Move the file away to start again")
-    for name, compute in sections.items():
-        if name not in results:
-            results[name] = compute()
-            if out is not None:
+    if out is None:
+        return {"settings": settings} | {name: compute() for name, compute in sections.items()}
+    check_writable(out)  # before any work: a bad path fails now, not after the first section
+    with exclusive(out, command):
+        stored = load_result(out)
+        results = dict(stored["results"]) if stored else {}
+        made = dict(stored["provenance"].get("sections") or {}) if stored else {}
+        if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
+            raise ValueError(f"{out} holds results for other settings; move it away to start again")
+        todo = [name for name in sections if name not in results]
+        trees = dict(stored["provenance"].get("maker_trees") or {}) if stored else {}
+        makers = section_makers(sections, trees)
+        if stored and todo:
+            done = [name for name in sections if name in results]
+            other = [name for name in done if (made.get(name) or {}).get("maker") != makers[name]]
+            if other:
+                raise ValueError(f"{out} holds sections {other} made by other code (or code not recorded) than "
+                                 "the current package; resuming would mix them. Move the file away to start again")
+        code = code_fingerprint()
+        for name, compute in sections.items():
+            if name not in results:
+                results[name] = compute()
                 now = provenance(command)
-                made[name] = {key: now[key] for key in ("commit", "date", "device")} | {"code": code}
-                save_result(out, results, command=command, sections=made)
+                made[name] = {key: now[key] for key in ("commit", "date", "device")} | {"code": code,
+                                                                                        "maker": makers[name]}
+                used = {m.get("maker") for m in made.values()}
+                save_result(out, results, command=command, sections=made,
+                            extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used}})
     return results
+
+
+def section_makers(sections: dict, trees: dict | None = None) -> dict[str, str]:
+    """``{section: fingerprint}`` of the code each section's function runs (its call tree
+    in the package, :func:`whydecoder.fingerprint.fingerprints`), stored as each section's
+    ``maker``; ``trees`` receives each fingerprint's digest (stored as the provenance's
+    ``maker_trees``). Defined in "How to read this book"."""
+    from .fingerprint import fingerprints
+
+    return fingerprints(sections, machinery=True, trees=trees)
+
+
+class _Planned(Exception):
+    def __init__(self, sections, settings):
+        super().__init__("planned")
+        self.sections, self.settings = sections, settings
+
+
+_PLANNING: contextvars.ContextVar = contextvars.ContextVar("planning", default=False)
+
+
+def planned_sections(run, scale: str) -> tuple[dict, dict]:
+    """``(sections, settings)`` that ``run(scale)`` would compute and store, without
+    computing any: the sections' functions (for their fingerprints) and the settings the
+    stored results must hold. Defined in "How to read this book"."""
+    token = _PLANNING.set(True)
+    try:
+        run(scale, out=None, progress=False)
+    except _Planned as planned:
+        return planned.sections, json.loads(json.dumps(planned.settings))
+    finally:
+        _PLANNING.reset(token)
+    raise ValueError(f"{getattr(run, '__module__', run)}.run did not go through run_sections")
+
+
+def current_makers(experiment, scale: str = "full", trees: dict | None = None) -> dict[str, str]:
+    """``{section: fingerprint}`` of the code that would compute each section of
+    ``experiment`` (a module with ``run``) now (``trees`` receives their digests).
+    Defined in "How to read this book"."""
+    sections, _ = planned_sections(experiment.run, scale)
+    return section_makers(sections, trees)
 
 
 _ONLY_SECTIONS: contextvars.ContextVar = contextvars.ContextVar("only_sections", default=None)
@@ -220,9 +261,13 @@ def only_sections(names):
     command line's ``--sections``), so that one experiment can run as several processes,
     each storing its own file, joined afterwards by :func:`merge_results`. Defined in "How
     to read this book"."""
+    if isinstance(names, (str, bytes)):
+        raise ValueError(f"--sections takes a list of section names, got the string {names!r}")
     names = tuple(names)
     if not names:
         raise ValueError("--sections needs at least one section name")
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"section names must be non-empty strings, got {list(names)}")
     token = _ONLY_SECTIONS.set(names)
     try:
         yield names
@@ -230,44 +275,79 @@ def only_sections(names):
         _ONLY_SECTIONS.reset(token)
 
 
-def merge_results(parts, out: str | os.PathLike, command: str) -> Path:
+def merge_results(parts, out: str | os.PathLike, command: str, *, settings: dict | None = None,
+                  makers: dict | None = None, replace: bool = False) -> Path:
     """Join stored results of one experiment run in parts (``--sections``) into ``out``.
 
-    Every part must hold the same settings, each section must come from one part only and
-    carry the provenance of the run that computed it, and all sections must have been made
-    by the same package code; anything else is refused, naming the file and what differs.
-    The merged file keeps each section's own provenance; an existing ``out`` that is not one
-    of the parts is refused rather than replaced. Defined in "How to read this book".
+    Every part must hold the same settings (``settings``, when given), each section must
+    come from one part only and carry the provenance of the run that computed it, and its
+    code fingerprint must be the current one (``makers``: ``{section: fingerprint}``, when
+    given; without it, all sections must come from the same package code); anything else
+    is refused, naming the file and what differs. The merged file keeps each section's own
+    provenance. An existing ``out`` is replaced only when the merge keeps every section it
+    holds unchanged (a sweep that grew), when it is one of the parts, or with ``replace``.
+    Defined in "How to read this book".
     """
+    if isinstance(parts, (str, bytes, os.PathLike)):
+        raise ValueError(f"merging takes a list of part files, got one: {str(parts)!r}")
     parts = [Path(p) for p in parts]
-    if len(parts) < 2:
-        raise ValueError(f"merging needs at least two stored parts, got {[str(p) for p in parts]}")
-    if Path(out).exists() and Path(out).resolve() not in {p.resolve() for p in parts}:
-        raise ValueError(f"{out} already holds results; merging would replace them: name it as a part, or move it away")
+    if not parts:
+        raise ValueError(f"merging needs stored parts, got {parts!r}")
     check_writable(out)
-    results: dict = {}
-    made: dict = {}
-    for part in parts:
-        stored = load_result(part)
-        if stored is None:
-            raise ValueError(f"{part} does not exist")
-        settings = stored["results"].get("settings")
-        if "settings" in results and settings != results["settings"]:
-            raise ValueError(f"{part} was made under other settings than {parts[0]}")
-        results["settings"] = settings
-        sections = stored["provenance"].get("sections") or {}
-        for name, value in stored["results"].items():
-            if name == "settings":
-                continue
-            if name in results:
-                raise ValueError(f"section {name!r} is in more than one part (again in {part})")
-            if not (sections.get(name) or {}).get("code"):
-                raise ValueError(f"section {name!r} of {part} has no recorded provenance or code")
-            results[name], made[name] = value, sections[name]
-    codes = sorted({m["code"] for m in made.values()})
-    if len(codes) != 1:
-        raise ValueError(f"the parts were made by different package code {codes}; they cannot be merged")
-    return save_result(out, results, command=command, sections=made)
+    with exclusive(out, command):
+        results: dict = {}
+        made: dict = {}
+        trees: dict = {}
+        for part in parts:
+            stored = load_result(part)
+            if stored is None:
+                raise ValueError(f"{part} does not exist")
+            trees |= stored["provenance"].get("maker_trees") or {}
+            part_settings = stored["results"].get("settings")
+            expected = results.get("settings", settings)
+            if expected is not None and part_settings != expected:
+                raise ValueError(f"{part} was made under other settings than "
+                                 f"{'the current ones' if 'settings' not in results else parts[0]}")
+            results["settings"] = part_settings
+            sections = stored["provenance"].get("sections") or {}
+            for name, value in stored["results"].items():
+                if name == "settings":
+                    continue
+                if name in results:
+                    raise ValueError(f"section {name!r} is in more than one part (again in {part})")
+                if not (sections.get(name) or {}).get("code"):
+                    raise ValueError(f"section {name!r} of {part} has no recorded provenance or code")
+                if makers is not None and sections[name].get("maker") != makers.get(name):
+                    raise ValueError(f"section {name!r} of {part} was made by other code than the current "
+                                     f"({sections[name].get('maker')} != {makers.get(name)}); it cannot be joined")
+                results[name], made[name] = value, sections[name]
+        if makers is None:
+            codes = sorted({m["code"] for m in made.values()})
+            if len(codes) != 1:
+                raise ValueError(f"the parts were made by different package code {codes}; they cannot be merged")
+        if Path(out).resolve() not in {p.resolve() for p in parts}:
+            refuse_to_lose(out, results, made, replace)
+        used = {m.get("maker") for m in made.values()}
+        return save_result(out, results, command=command, sections=made,
+                           extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used}})
+
+
+def refuse_to_lose(out: str | os.PathLike, results: dict, sections: dict, replace: bool = False) -> None:
+    """Raise unless writing ``results`` (with per-section provenance ``sections``) to
+    ``out`` keeps everything ``out`` already holds: each stored section unchanged, with its
+    provenance, under the same settings. ``replace`` allows it, by name. Defined in "How
+    to read this book"."""
+    stored = load_result(out)
+    if stored is None or replace:
+        return
+    made = stored["provenance"].get("sections") or {}
+    lost = [name for name, value in stored["results"].items()
+            if name not in results or results[name] != value
+            or (name != "settings" and (made.get(name) or {}) != (sections.get(name) or {}))]
+    if lost:
+        raise ValueError(f"{out} already holds results that this would replace or drop (sections {lost[:5]}"
+                         f"{' ...' if len(lost) > 5 else ''}); write elsewhere, move it away, or replace it "
+                         "explicitly (--replace)")
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -284,7 +364,8 @@ def check_writable(path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
     os.close(fd)
-    os.unlink(tmp)
+    with contextlib.suppress(FileNotFoundError):  # a writer taking the lock may have swept it already
+        os.unlink(tmp)
     return path
 
 
@@ -292,6 +373,13 @@ def per_seed_sections(names, seeds, one_run) -> dict:
     """One section per name for :func:`run_sections`: the list of ``one_run(name, seed)``
     over ``seeds``, so that a long run stores and resumes name by name.
     Defined in "How to read this book"."""
+    if isinstance(names, (str, bytes)) or isinstance(seeds, (str, bytes)):
+        raise ValueError(f"names and seeds must be lists, got {names!r} and {seeds!r}")
+    names, seeds = list(names), list(seeds)
+    if not names or not seeds:
+        raise ValueError(f"per_seed_sections needs at least one name and one seed, got {names} and {seeds}")
+    if not callable(one_run):
+        raise TypeError(f"one_run must be a function of (name, seed), got {one_run!r}")
     return {name: (lambda name=name: [one_run(name, seed) for seed in seeds]) for name in names}
 
 
@@ -299,6 +387,10 @@ def experiment_command(module: str, scale: str, out) -> str:
     """The command line that reproduces a run, as stored in its provenance: the output
     path relative to the repository, and left out when it is the default one.
     Defined in "How to read this book"."""
+    from .scale import SCALES
+
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
     command = f"python -m whydecoder.{module} --scale {scale}"
     if not out:
         return command
@@ -311,23 +403,79 @@ def experiment_command(module: str, scale: str, out) -> str:
 PROVENANCE_KEYS = ("command", "commit", "device", "date")
 
 
+def judged_by(stored: dict) -> dict[str, str]:
+    """``{claim: fingerprint}`` of the rules the stored results stand under: the ones
+    stored with their settings, carried through each migration recorded in their
+    provenance (:mod:`whydecoder.migrate`). Defined in "How to read this book"."""
+    rules = dict((stored["results"].get("settings") or {}).get("rules") or {})
+    for migration in stored["provenance"].get("migrations") or []:
+        for claim, change in (migration.get("rules") or {}).items():
+            if rules.get(claim) == change.get("from"):
+                rules[claim] = change.get("to")
+    return rules
+
+
 def incomplete_because(stored: dict, sections, settings: dict | None = None) -> str | None:
     """Why a stored payload cannot stand as full-scale results, or ``None`` when it can:
-    a provenance field missing or empty, a section missing or empty, or settings other
-    than ``settings``. Defined in "How to read this book"."""
+    a provenance field missing or empty, a section missing or empty, settings other than
+    ``settings``, or a rule changed since the results were judged and no migration
+    recorded. Defined in "How to read this book"."""
+    if not isinstance(stored, dict) or not {"provenance", "results"} <= set(stored):
+        raise ValueError(f"expected a stored payload with provenance and results, got {str(stored)[:100]}")
     prov = stored["provenance"]
     missing = [key for key in PROVENANCE_KEYS if not prov.get(key)]
     if missing:
         return f"its provenance lacks {missing}"
     results = stored["results"]
-    if settings is not None and results.get("settings") != json.loads(json.dumps(settings)):
-        return "it was made under other settings than the current ones"
+    if settings is not None:
+        settings = json.loads(json.dumps(settings))
+        held = dict(results.get("settings") or {})
+        if "rules" in held:
+            held["rules"] = judged_by(stored)
+        if {k: v for k, v in held.items() if k != "rules"} != {k: v for k, v in settings.items() if k != "rules"}:
+            return "it was made under other settings than the current ones"
+        if held.get("rules") != settings.get("rules"):
+            now, then = settings.get("rules") or {}, held.get("rules") or {}
+            changed = [f"{c} (judged by {then.get(c)}, now {now.get(c)})" for c in sorted(set(now) | set(then))
+                       if now.get(c) != then.get(c)]
+            return (f"the rule of {', '.join(changed)} changed since its results were judged: run it again, or "
+                    "show the change leaves every verdict identical (python -m whydecoder.migrate)")
     for name in sections:
         if name not in results:
             return f"section {name!r} is missing (a run still in progress?)"
         if results[name] in (None, {}, [], ""):
             return f"section {name!r} is empty"
     return None
+
+
+def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None) -> str | None:
+    """A sentence saying which stored sections were made by code other than today's
+    (``makers``: the current fingerprint of each section's code; ``trees``: their digests,
+    to name what changed), or ``None`` when every section was made by today's code.
+    Defined in "How to read this book"."""
+    from .fingerprint import changed as changed_names
+
+    made = stored["provenance"].get("sections") or {}
+    names = [name for name in stored["results"] if name != "settings"]
+    unknown = [n for n in names if not (made.get(n) or {}).get("maker")]
+    changed = [n for n in names if n not in unknown and made[n]["maker"] != makers.get(n)]
+    if not unknown and not changed:
+        return None
+    parts = []
+    if changed:
+        then = (stored["provenance"].get("maker_trees") or {}).get(made[changed[0]]["maker"])
+        now = (trees or {}).get(makers.get(changed[0]))
+        what = ""
+        if then is not None and now is not None:
+            names_changed = changed_names(then, now)
+            what = (f"; what changed: {', '.join(names_changed[:6])}"
+                    f"{f' and {len(names_changed) - 6} more' if len(names_changed) > 6 else ''}")
+        parts.append(f"{len(changed)} of its {len(names)} sections were made by code that has changed since "
+                     f"(e.g. {changed[0]!r}{what})")
+    if unknown:
+        parts.append(f"for {len(unknown)} of its {len(names)} sections the code that made them was not recorded, "
+                     "so whether it has changed cannot be told")
+    return "; ".join(parts) + "."
 
 
 def load_complete(path: str | os.PathLike, sections, settings: dict | None = None) -> dict | None:
@@ -373,6 +521,9 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
                              "so that one run can be split across processes, each with its own --out")
     parser.add_argument("--merge", nargs="+", default=None, metavar="PART",
                         help="join stored parts made with --sections into --out (or the default file) and exit")
+    parser.add_argument("--replace", action="store_true",
+                        help="start again: replace the results already stored in --out (without it, a run only "
+                             "resumes or extends them, and a merge only adds to them)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -392,16 +543,20 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
         check_writable(out)
     except (OSError, ValueError) as err:
         parser.error(str(err))
-    if args.merge:
-        try:
-            merge_results(args.merge, out, experiment_command(module, scale, args.out))
-        except ValueError as err:
-            parser.error(str(err))
-    elif args.sections is not None:
-        with only_sections(args.sections):
-            run(scale, out)
-    else:
-        run(scale, out)
+    try:
+        if args.merge:
+            sections, settings = planned_sections(run, scale)
+            merge_results(args.merge, out, experiment_command(module, scale, args.out), settings=settings,
+                          makers=section_makers(sections), replace=args.replace)
+        else:
+            if args.replace and out.exists():
+                with exclusive(out, "replacing"):
+                    load_result(out)  # only a results file is removed
+                    out.unlink()
+            with only_sections(args.sections) if args.sections is not None else contextlib.nullcontext():
+                run(scale, out)
+    except (ValueError, Busy) as err:
+        parser.error(str(err))
     print(f"stored {out}")
 
 
@@ -414,9 +569,10 @@ def _in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in shell.config
 
 
-def _say_provenance(command: str, commit: str, date: str, device: str) -> None:
+def _say_provenance(command: str, commit: str, date: str, device: str, notes=()) -> None:
     """Where a page's numbers come from: a :func:`whydecoder.report.note_html` on the page
-    in a notebook, four short lines elsewhere."""
+    in a notebook, short lines elsewhere; ``notes``: further sentences (code changed since,
+    migrations)."""
     if _in_notebook():
         from IPython.display import display
 
@@ -424,12 +580,30 @@ def _say_provenance(command: str, commit: str, date: str, device: str) -> None:
 
         display(note_html(f"Stored full-scale results, made by <code>{html.escape(command)}</code> "
                           f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
-                          f"{html.escape(device)}."))
+                          f"{html.escape(device)}." + "".join(f" {html.escape(n)}" for n in notes)))
         return
     print("stored full-scale results, made by")
     print(" ", command)
     print("  commit", commit, "on", date)
     print("  device", device)
+    for note in notes:
+        print(" ", note)
+
+
+def provenance_notes(stored: dict, experiment) -> list[str]:
+    """Sentences for a page's provenance note: whether the stored sections were made by
+    today's code (:func:`code_changes`), and each migration of its rules recorded since.
+    Defined in "How to read this book"."""
+    notes = []
+    trees: dict = {}
+    changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
+    if changes:
+        notes.append(f"Made by code other than today's: {changes}")
+    for m in stored["provenance"].get("migrations") or []:
+        if m.get("rules"):
+            notes.append(f"Its rules changed since ({', '.join(sorted(m['rules']))}: {m.get('why', '')}); "
+                         f"{m.get('check', '')}")
+    return notes
 
 
 def stored_or_run(experiment, scale: str | None = None, progress: bool = False) -> tuple[dict, bool]:
@@ -456,7 +630,7 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         current = f"python -m {name} --scale full"
         if name.startswith("whydecoder.") and command != current:
             command = f"{current} (stored as: {command}, before the experiments moved)"
-        _say_provenance(command, prov["commit"][:12], prov["date"], prov["device"])
+        _say_provenance(command, prov["commit"][:12], prov["date"], prov["device"], provenance_notes(stored, experiment))
         return stored["results"], True
     print("no stored full-scale results: showing this run's", scale, "numbers")
     return measured, False

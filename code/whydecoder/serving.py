@@ -19,6 +19,8 @@ def expand_kv_heads(model: Transformer) -> Transformer:
     """The same function with one key/value head per query head: each grouped head's rows
     repeated for every query head of its group (what grouped-query attention saves).
     Defined in the chapter "Efficiency: the KV cache"."""
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model must be a whydecoder Transformer, got {type(model).__name__}")
     cfg = model.cfg
     if cfg.kv_heads == cfg.n_heads:
         raise ValueError(f"the model already has one key/value head per query head ({cfg.n_heads})")
@@ -42,6 +44,8 @@ def random_cache(model: Transformer, batch: int, length: int, seed: int = 0) -> 
     for name, value in (("batch", batch), ("length", length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if length >= model.cfg.max_len:
         raise ValueError(f"length {length} leaves no room for one more token within max_len {model.cfg.max_len}")
     g = torch.Generator().manual_seed(seed)
@@ -63,11 +67,22 @@ def greedy_continue(model: Transformer, cache: KVCache, new: list[int], max_new:
     """Feed ``new`` tokens into ``cache``, then decode greedily up to ``max_new`` tokens or a
     ``stop`` token. Returns the reply and the logits that chose each of its tokens; the
     cache then holds everything but the reply's last token. Defined in the chapter
-    "Efficiency: the KV cache"."""
+    "Efficiency: the KV cache". Refuses, before feeding anything, a call whose reply could
+    run past the model's ``max_len``."""
+    if isinstance(new, (str, bytes)) or not isinstance(new, (list, tuple)):
+        raise ValueError(f"new must be a list of token ids, got {type(new).__name__}")
     if not new:
         raise ValueError("there must be at least one new token to feed")
     if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
         raise ValueError(f"max_new must be a positive int, got {max_new!r}")
+    if isinstance(stop, (str, bytes, int)) or not hasattr(stop, "__contains__"):
+        raise ValueError(f"stop must be a collection of token ids (e.g. a set), got {stop!r}")
+    if not isinstance(cache, KVCache):
+        raise ValueError(f"cache must be a KVCache from model.new_cache(), got {type(cache).__name__}")
+    needed = cache.length + len(new) + max_new - 1  # the reply's last token is never fed
+    if needed > model.cfg.max_len:
+        raise ValueError(f"{cache.length} cached + {len(new)} new + up to {max_new - 1} reply tokens fed = {needed} "
+                         f"positions, more than the model's max_len {model.cfg.max_len}; lower max_new or crop the cache")
     reply, chose = [], []
     feed = new
     for _ in range(max_new):
@@ -101,6 +116,8 @@ def chat(model: Transformer, template, decode, user_turns: list[str], max_new: i
     was generated, the cache is cut back to the common prefix and the rest is fed again
     (counted). At the end one uncached pass over the whole conversation checks every reply
     token that still stands where it was generated: its logits and its greedy choice. Defined in the chapter "Efficiency: the KV cache"."""
+    if isinstance(user_turns, (str, bytes)) or not isinstance(user_turns, (list, tuple)):
+        raise ValueError(f"user_turns must be a list of messages, got {type(user_turns).__name__}")
     if not user_turns:
         raise ValueError("a chat needs at least one user turn")
     messages, cache, held, turns, steps, keeps = [], model.new_cache(), [], [], [], []
@@ -135,6 +152,9 @@ def chat(model: Transformer, template, decode, user_turns: list[str], max_new: i
 def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     """This machine's memory bandwidth for a large copy, in bytes per second (read plus
     write, median of ``repeats``). Defined in the chapter "Efficiency: the KV cache"."""
+    for name, value in (("megabytes", megabytes), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     x = torch.empty(megabytes * 2**20 // 4)
     y = torch.empty_like(x)
     y.copy_(x)

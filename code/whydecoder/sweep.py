@@ -20,15 +20,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
+import uuid
 from pathlib import Path
 
 from .paths import RUNS
-from .results import code_fingerprint, load_result, merge_results, only_sections, save_result
+from .results import check_writable, load_result, merge_results, only_sections, planned_sections, section_makers
+from .storage import Busy, exclusive
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 
 
 def _module(name: str):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"expected an experiment module's name (e.g. 'ch08_scale'), got {name!r}")
     if not name.startswith("whydecoder.experiments."):
         name = f"whydecoder.experiments.{name}"
     try:
@@ -41,37 +46,50 @@ def _module(name: str):
     return module
 
 
-def stored_sections(folder: str | os.PathLike) -> dict[str, Path]:
-    """``{section: part file}`` of the parts in ``folder`` made by the current package
-    code; a part made by other code is refused by name (joining would mix them).
-    Defined in the chapter "Scale"."""
+def stored_sections(folder: str | os.PathLike, makers: dict[str, str] | None = None,
+                    settings: dict | None = None) -> dict[str, Path]:
+    """``{section: part file}`` of the parts in ``folder``. Each part must hold
+    ``settings`` (the current ones, when given) and each section the current fingerprint
+    of its code (``makers``, when given; :func:`whydecoder.results.section_makers`); a
+    part made otherwise, or a section in two parts, is refused by name: joining would mix
+    them. Defined in the chapter "Scale"."""
     done: dict[str, Path] = {}
-    code = code_fingerprint()
     for part in sorted(Path(folder).glob("part-*.json")):
         stored = load_result(part)
+        if settings is not None and stored["results"].get("settings") != settings:
+            raise ValueError(f"{part} was made under other settings than the current ones; move the folder's "
+                             "parts away to start again")
         made = stored["provenance"].get("sections") or {}
         for name in stored["results"]:
             if name == "settings":
                 continue
-            if (made.get(name) or {}).get("code") != code:
-                raise ValueError(f"{part} holds section {name!r} made by other package code than the current "
-                                 f"({code}); move the folder's parts away to start again")
+            if makers is not None and (made.get(name) or {}).get("maker") != makers.get(name):
+                raise ValueError(f"{part} holds section {name!r} made by other code than the current "
+                                 f"({(made.get(name) or {}).get('maker')} != {makers.get(name)}); move the "
+                                 "folder's parts away to start again")
+            if name in done:
+                raise ValueError(f"section {name!r} is stored twice, in {done[name]} and {part}")
             done[name] = part
     return done
 
 
-def plan(module, scale: str, jobs: int, done=(), only=None) -> list[list[str]]:
+def plan(module, scale: str, jobs: int, done=(), only=None, names=None) -> list[list[str]]:
     """The sections still to compute (of ``only`` when given), in at most ``jobs`` groups of about equal expected
     cost (longest first, each to the least loaded group; the module's ``section_cost``
     when it has one, else one per section); each group keeps the experiment's order.
-    Defined in the chapter "Scale"."""
+    ``names``: the experiment's sections at ``scale`` (default ``module.SECTIONS``, the
+    full scale's). Defined in the chapter "Scale"."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    names = tuple(module.SECTIONS if names is None else names)
     if only is not None:
-        unknown = sorted(set(only) - set(module.SECTIONS))
+        if isinstance(only, str):
+            raise ValueError(f"only must be a list of section names, got the string {only!r}")
+        unknown = sorted(set(only) - set(names))
         if unknown:
-            raise ValueError(f"{unknown} are not sections of {module.__name__}")
-    todo = [name for name in module.SECTIONS if name not in set(done) and (only is None or name in only)]
+            raise ValueError(f"{unknown} are not sections of {module.__name__} at this scale; expected some of "
+                             f"{list(names)[:6]}{' ...' if len(names) > 6 else ''}")
+    todo = [name for name in names if name not in set(done) and (only is None or name in only)]
     cost = getattr(module, "section_cost", None)
     weight = {name: float(cost(name, scale)) if cost else 1.0 for name in todo}
     groups: list[list[str]] = [[] for _ in range(min(jobs, len(todo)))]
@@ -80,7 +98,7 @@ def plan(module, scale: str, jobs: int, done=(), only=None) -> list[list[str]]:
         k = load.index(min(load))
         groups[k].append(name)
         load[k] += weight[name] + 1e-9  # ties spread over the groups
-    order = {name: i for i, name in enumerate(module.SECTIONS)}
+    order = {name: i for i, name in enumerate(names)}
     return [sorted(g, key=order.get) for g in groups]
 
 
@@ -91,65 +109,88 @@ def run_part(module_name: str, scale: str, names: list[str], out: str, threads: 
 
     limit_threads(threads)
     module = _module(module_name)
+    if isinstance(names, (str, bytes)):
+        raise ValueError(f"names must be a list of section names, got the string {names!r}")
     with only_sections(names):
         module.run(scale, out, progress=False)
     return out
 
 
-def join_parts(parts, out: str | os.PathLike, command: str) -> Path:
-    """Join the part files into ``out`` (atomically: a file beside it, then a rename, so
-    an earlier join is replaced only by a complete one). Defined in the chapter "Scale"."""
+def join_parts(parts, out: str | os.PathLike, command: str, *, settings: dict | None = None,
+               makers: dict | None = None, replace: bool = False) -> Path:
+    """Join the part files into ``out`` (:func:`whydecoder.results.merge_results`:
+    atomically, holding ``out``'s lock, and never dropping or changing what ``out``
+    already holds unless ``replace``). Defined in the chapter "Scale"."""
     parts = [Path(p) for p in parts]
     if not parts:
         raise ValueError("there are no stored parts to join")
-    out = Path(out)
-    tmp = out.with_name(f".{out.stem}.joining.json")
-    if tmp.exists():
-        tmp.unlink()
-    if len(parts) == 1:
-        stored = load_result(parts[0])
-        save_result(tmp, stored["results"], command=command, sections=stored["provenance"].get("sections"))
-    else:
-        merge_results(parts, tmp, command)
-    os.replace(tmp, out)
-    return out
+    return merge_results(parts, out, command, settings=settings, makers=makers, replace=replace)
 
 
 def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str = "local",
           folder: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-          slurm: dict | None = None, only=None, progress: bool = True) -> Path:
+          slurm: dict | None = None, only=None, progress: bool = True, replace: bool = False) -> Path:
     """Run every section of an experiment not yet stored in ``folder`` as ``workers``
     jobs with ``executor`` (:data:`EXECUTORS`), then join all the folder's parts into
     ``out`` (default: the experiment's stored results at full scale, its folder under
     ``runs/`` at smoke scale). ``slurm``: submitit's Slurm parameters (``partition``,
     ``timeout_min``, ``cpus_per_task``, ``gpus_per_node``, ...); ``only``: just these
-    sections (a partial sweep, joined all the same). Defined in the chapter
-    "Scale"."""
+    sections (a partial sweep, joined all the same); ``replace``: let the join replace
+    results ``out`` holds that it would not keep. The folder is held by one sweep at a
+    time; parts are named so that they cannot collide, and checked for the current
+    settings and code before anything runs. Defined in the chapter "Scale"."""
     from .scale import current_scale
 
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     if (executor == "slurm") != bool(slurm):
         raise ValueError("Slurm parameters (a partition at least) go with executor 'slurm', and only with it")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     scale = current_scale(scale)
     module = _module(module_name)
     short = module.__name__.rsplit(".", 1)[-1]
     folder = Path(folder) if folder is not None else RUNS / "sweep" / short / scale
     out = Path(out) if out is not None else (Path(module.RESULTS_DIR) / "full.json" if scale == "full"
                                              else RUNS / short / f"{scale}.json")
+    check_writable(out)
     folder.mkdir(parents=True, exist_ok=True)
-    done = stored_sections(folder)
-    groups = plan(module, scale, workers, done, only)
-    first = len(list(folder.glob("part-*.json")))
-    paths = [str(folder / f"part-{first + k:03d}.json") for k in range(len(groups))]
-    threads = max(1, (os.cpu_count() or 1) // max(1, len(groups)))
-    if executor == "slurm":
-        threads = int(slurm.get("cpus_per_task", 1))
-    args = [(module.__name__, scale, g, p, threads) for g, p in zip(groups, paths)]
-    if groups:
-        _execute(args, executor, folder, slurm or {}, progress)
     command = f"python -m whydecoder.sweep {short} --scale {scale} --workers {workers} --executor {executor}"
-    return join_parts(sorted(folder.glob("part-*.json")), out, command)
+    with exclusive(folder, command), exclusive(out, command):
+        sections, settings = planned_sections(module.run, scale)
+        makers = section_makers(sections)
+        if only is not None and isinstance(only, str):
+            raise ValueError(f"only must be a list of section names, got the string {only!r}")
+        done = stored_sections(folder, makers, settings)
+        groups = plan(module, scale, workers, done, only, names=tuple(sections))
+        if not replace:  # fail before any work if the join would lose what out holds
+            _check_join_keeps(out, settings, set(done) | {name for group in groups for name in group}, scale)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        token = uuid.uuid4().hex[:8]
+        paths = [str(folder / f"part-{stamp}-{token}-{k:03d}.json") for k in range(len(groups))]
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(groups)))
+        if executor == "slurm":
+            threads = int(slurm.get("cpus_per_task", 1))
+        args = [(module.__name__, scale, g, p, threads) for g, p in zip(groups, paths)]
+        if groups:
+            _execute(args, executor, folder, slurm or {}, progress)
+        parts = sorted(folder.glob("part-*.json"))
+        stored_sections(folder, makers, settings)  # the parts the jobs wrote, checked again before the join
+        return join_parts(parts, out, command, settings=settings, makers=makers, replace=replace)
+
+
+def _check_join_keeps(out: Path, settings: dict, joined: set, scale: str) -> None:
+    stored = load_result(out)
+    if stored is None:
+        return
+    if stored["results"].get("settings") != settings:
+        raise ValueError(f"{out} holds results made under other settings than this sweep's ({scale} scale); "
+                         "write elsewhere (--out), move it away, or replace it (--replace)")
+    dropped = sorted(set(stored["results"]) - {"settings"} - joined)
+    if dropped:
+        raise ValueError(f"{out} holds sections {dropped[:5]}{' ...' if len(dropped) > 5 else ''} that are in "
+                         "none of this sweep's parts: the join would drop them; write elsewhere (--out), move it "
+                         "away, or replace it (--replace)")
 
 
 def _execute(args: list[tuple], executor: str, folder: Path, slurm: dict, progress: bool) -> None:
@@ -200,6 +241,8 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout-min", type=int, default=240)
     parser.add_argument("--cpus-per-task", type=int, default=8)
     parser.add_argument("--gpus-per-node", type=int, default=0)
+    parser.add_argument("--replace", action="store_true",
+                        help="let the join replace results the output already holds (without it, a sweep only adds)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
@@ -207,8 +250,9 @@ def main(argv=None) -> None:
     slurm = ({"partition": args.slurm, "timeout_min": args.timeout_min, "cpus_per_task": args.cpus_per_task}
              | ({"gpus_per_node": args.gpus_per_node} if args.gpus_per_node else {})) if args.slurm else None
     try:
-        out = sweep(args.module, args.scale, args.workers, executor, args.folder, args.out, slurm, args.sections)
-    except ValueError as err:
+        out = sweep(args.module, args.scale, args.workers, executor, args.folder, args.out, slurm, args.sections,
+                    replace=args.replace)
+    except (ValueError, Busy) as err:
         parser.error(str(err))
     print(f"stored {out}")
     print(json.dumps({"sections": len(load_result(out)["results"]) - 1}))

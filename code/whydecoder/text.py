@@ -9,6 +9,7 @@ Explained in the chapter "Four architectures, one block".
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,8 @@ class ByteTokenizer:
         return self.special("<sep>")
 
     def sentinel(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise ValueError(f"sentinel index must be an int in [0, {N_SENTINELS}), got {k!r}")
         if not 0 <= k < N_SENTINELS:
             raise ValueError(f"sentinel index {k} is outside [0, {N_SENTINELS})")
         return self.n_bytes + len(SPECIALS) + k
@@ -71,9 +74,19 @@ class ByteTokenizer:
         return ids
 
     def decode(self, ids) -> str:
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if isinstance(ids, torch.Tensor) and (ids.dim() > 1 or ids.is_floating_point() or ids.is_complex()):
+            raise ValueError(f"decode takes a 1-D sequence of integer token ids, got a {ids.dtype} tensor of "
+                             f"shape {tuple(ids.shape)}")
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"decode takes integer token ids, not {type(ids).__name__} {ids[:40]!r}")
+        try:
+            ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        except TypeError:
+            raise TypeError(f"decode takes a sequence of integer token ids, got {type(ids).__name__}") from None
         out, buf = [], bytearray()
         for i in ids:
+            if not isinstance(i, numbers.Integral):
+                raise ValueError(f"token id {i!r} is not an integer (decode takes a 1-D sequence of ids)")
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
             if i < self.n_bytes:
@@ -104,8 +117,8 @@ def corpus_tokens(split: str = "train", val_fraction: float = 0.1) -> torch.Tens
     """
     if split not in ("train", "val"):
         raise ValueError(f"unknown split {split!r}; expected 'train' or 'val'")
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not isinstance(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
     ids = torch.tensor(ByteTokenizer().encode(corpus_text()), dtype=torch.long)
     cut = int(len(ids) * (1 - val_fraction))
     return ids[:cut] if split == "train" else ids[cut:]
@@ -116,6 +129,8 @@ def with_bos(rows: torch.Tensor, tok: ByteTokenizer = ByteTokenizer()) -> torch.
 
     Defined in the chapter "Encoder vs decoder at equal parameters".
     """
+    if not isinstance(rows, torch.Tensor):
+        raise TypeError(f"rows must be a (batch, length) tensor of token ids, got {type(rows).__name__}")
     if rows.dim() != 2:
         raise ValueError(f"rows must be (batch, length), got shape {tuple(rows.shape)}")
     return torch.cat([torch.full((len(rows), 1), tok.bos, dtype=rows.dtype, device=rows.device), rows], dim=1)
@@ -126,6 +141,12 @@ def random_chunks(ids: torch.Tensor, batch_size: int, length: int, generator: to
 
     Defined in the chapter "Four architectures, one block".
     """
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-D tensor of token ids, got {type(ids).__name__} "
+                         f"of shape {tuple(getattr(ids, 'shape', ()))}")
+    for name, value in (("batch_size", batch_size), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     if length > len(ids):
         raise ValueError(f"chunk length {length} is longer than the token stream ({len(ids)})")
     starts = torch.randint(0, len(ids) - length + 1, (batch_size,), generator=generator)
@@ -138,7 +159,14 @@ def unigram_baseline(train: torch.Tensor, scored: torch.Tensor, vocab_size: int 
     add-one smoothed) and its accuracy when it always guesses the most frequent byte. The
     gate of the book's verdict rules: a model that does not beat it learned nothing worth
     comparing. Defined in "How to read this book" (verdicts)."""
-    train, scored = torch.as_tensor(train).flatten(), torch.as_tensor(scored).flatten()
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    try:
+        train, scored = torch.as_tensor(train).flatten(), torch.as_tensor(scored).flatten()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"train and scored must be integer token ids (tensors or lists): {err}") from None
+    if train.is_floating_point() or scored.is_floating_point() or train.dtype == torch.bool or scored.dtype == torch.bool:
+        raise TypeError(f"train and scored must hold integer token ids, got {train.dtype} and {scored.dtype}")
     if train.numel() == 0 or scored.numel() == 0:
         raise ValueError("unigram_baseline needs non-empty train and scored ids")
     if int(train.max()) >= vocab_size or int(scored.max()) >= vocab_size or int(min(train.min(), scored.min())) < 0:

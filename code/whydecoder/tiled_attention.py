@@ -25,10 +25,28 @@ import math
 import torch
 
 
+def _check_qkv(q, k, v, causal) -> None:
+    """Refuse inputs that do not fit, and those that leave a query no key to read (its
+    softmax would be over nothing: NaN)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor (..., T, d), got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+    if q.shape[:-2] != k.shape[:-2] or k.shape != v.shape or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not fit together")
+    tq, tk = q.shape[-2], k.shape[-2]
+    if tq and not tk:
+        raise ValueError(f"k and v hold no key for the {tq} queries to read")
+    if causal and tk < tq:
+        raise ValueError(f"causal attention with fewer keys ({tk}) than queries ({tq}): the first {tq - tk} queries "
+                         f"would read no key (query i reads keys j <= i + Tk - Tq)")
+
+
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """Softmax attention through the full matrix of scores; ``q`` ``(..., Tq, d)``, ``k``
-    and ``v`` ``(..., Tk, d)``. With ``causal``, query ``i`` reads keys ``j <= i + Tk - Tq``.
-    The reference the tiled form is checked against. Defined in the chapter on the routes."""
+    and ``v`` ``(..., Tk, d)``. With ``causal``, query ``i`` reads keys ``j <= i + Tk - Tq``
+    (so ``Tk >= Tq``). The reference the tiled form is checked against. Defined in the chapter on the routes."""
+    _check_qkv(q, k, v, causal)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
         tq, tk = q.shape[-2], k.shape[-2]
@@ -45,8 +63,7 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     for name, value in (("block_q", block_q), ("block_k", block_k)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if q.shape[:-2] != k.shape[:-2] or k.shape != v.shape or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not fit together")
+    _check_qkv(q, k, v, causal)
     tq, tk, scale = q.shape[-2], k.shape[-2], 1 / math.sqrt(q.shape[-1])
     offset = tk - tq  # causal: query i sits at absolute position i + offset
     out = torch.empty_like(q)
@@ -78,6 +95,12 @@ def score_bytes(tq: int, tk: int, heads: int = 1, batch: int = 1, bytes_per_valu
     """Bytes of the scores an attention call holds at once: the full ``(Tq, Tk)`` matrix per
     head, or one ``(block_q, block_k)`` tile when both blocks are given. Defined in the
     chapter on the routes."""
+    for name, value in (("tq", tq), ("tk", tk), ("heads", heads), ("batch", batch), ("bytes_per_value", bytes_per_value),
+                        ("block_q", block_q), ("block_k", block_k)):
+        low = 0 if name in ("tq", "tk") else 1
+        if (value is not None or name not in ("block_q", "block_k")) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if block_q is not None and block_k is not None:
         tq, tk = min(tq, block_q), min(tk, block_k)
     return tq * tk * heads * batch * bytes_per_value
@@ -115,8 +138,9 @@ def peak_memory_bytes(method: str, length: int, d: int = 64, heads: int = 4, blo
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
+    for name, value in (("length", length), ("d", d), ("heads", heads), ("block", block)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, method, str(length), str(d), str(heads), str(block)],
                          capture_output=True, text=True, check=True, timeout=600, env=measuring_env())
     return int(out.stdout.split()[-1])

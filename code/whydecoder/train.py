@@ -29,6 +29,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
     Defined in "How to read this book".
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
@@ -134,6 +136,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
     Defined in "How to read this book".
     """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -171,6 +175,9 @@ def load_checkpoint(path, model: Transformer) -> dict:
     Defined in "How to read this book".
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [k for k in ("model_config", "model") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint written by train(): it lacks {missing}")
     if state.get("model_config") != model.cfg.to_dict():
         diff = {k: (v, model.cfg.to_dict().get(k)) for k, v in state.get("model_config", {}).items() if model.cfg.to_dict().get(k) != v}
         raise ValueError(f"checkpoint {path} was made for another model config (checkpoint vs model: {diff})")
@@ -187,6 +194,12 @@ def train(
     Deterministic for a given seed; resumes from ``cfg.checkpoint_path`` when that file
     exists (the same data stream continues). Defined in "How to read this book".
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (a whydecoder Transformer), got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if not callable(make_batch) or not callable(loss_fn):
+        raise TypeError("make_batch and loss_fn must be callables (make_batch(generator) -> Batch)")
     data_rng = seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     model.to(device).train()
@@ -239,6 +252,9 @@ def train(
 @torch.no_grad()
 def evaluate(model: Transformer, batches: list[Batch], loss_fn=batch_loss) -> float:
     """Mean loss over fixed batches, weighted by target tokens. Defined in "How to read this book"."""
+    if not isinstance(batches, (list, tuple)) or not batches:
+        raise ValueError(f"batches must be a non-empty list of Batch, got {type(batches).__name__}"
+                         + (f" of length {len(batches)}" if isinstance(batches, (list, tuple)) else ""))
     model.eval()
     device = next(model.parameters()).device
     total = weight = 0.0
@@ -246,4 +262,6 @@ def evaluate(model: Transformer, batches: list[Batch], loss_fn=batch_loss) -> fl
         batch = batch.to(device)
         total += loss_fn(model, batch).item() * batch.n_target_tokens
         weight += batch.n_target_tokens
+    if not weight:
+        raise ValueError("the batches hold no target token to evaluate")
     return total / weight

@@ -80,6 +80,8 @@ def _check_source(name: str, source: str, year: int, month: int) -> None:
 
 
 def _check_columns(df: pd.DataFrame) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"the tree dataset must be a pandas DataFrame, got {type(df).__name__}")
     if tuple(df.columns) != COLUMNS:
         raise ValueError(f"tree columns {tuple(df.columns)} differ from the expected {COLUMNS}")
 
@@ -87,7 +89,8 @@ def _check_columns(df: pd.DataFrame) -> None:
 def validate_tree(df: pd.DataFrame) -> None:
     """Raise ``ValueError`` naming the first bad row and value of the tree dataset.
 
-    Checks the columns, unique names, dates between 2017 and 2026, the branch and yes/no
+    Checks the columns, unique names (also up to case and spaces; no spaces at either end of
+    a name, family or organization), dates between 2017 and 2026, the branch and yes/no
     vocabularies, plausible parameter counts (active no larger than total), a source for
     every row dated near the release, and that survey-tree rows predate its last version.
     Defined in the chapter "The evolution tree of language models".
@@ -98,6 +101,7 @@ def validate_tree(df: pd.DataFrame) -> None:
     dupes = sorted(df.loc[df["name"].duplicated(), "name"])
     if dupes:
         raise ValueError(f"model names appear twice: {dupes}")
+    _check_names(df)
     for row in df.itertuples(index=False):
         name = row.name
         if not str(name).strip():
@@ -127,6 +131,33 @@ def validate_tree(df: pd.DataFrame) -> None:
             raise ValueError(f"{name}: empty organization")
         _check_source(name, str(row.source).strip(), year, month)
         _check_features(row)
+
+
+def _check_names(df: pd.DataFrame) -> None:
+    """Names, families and organizations without spaces at either end, and no two names
+    (or organizations) that differ only in case or such spaces: ``'GPT-1 '`` beside
+    ``'GPT-1'`` would count one model twice and break the links to it."""
+    for column in ("name", "family", "organization"):
+        for i, text in enumerate(df[column]):
+            parts = str(text).split("; ") if column == "organization" else [str(text)]
+            if any(part != part.strip() for part in parts):
+                raise ValueError(f"row {i + 1} ({df['name'].iloc[i]!r}): {column} {text!r} has spaces at either end "
+                                 "(of the name or, for organizations, of one of its '; '-separated parts)")
+    seen = {}
+    for i, name in enumerate(df["name"]):
+        key = str(name).strip().casefold()
+        if key in seen:
+            j = seen[key]
+            raise ValueError(f"rows {j + 1} and {i + 1}: model names {df['name'].iloc[j]!r} and {name!r} are the same "
+                             "name up to case or spaces")
+        seen[key] = i
+    orgs = {}
+    for text in df["organization"]:
+        for part in str(text).split("; "):
+            other = orgs.setdefault(part.casefold(), part)
+            if other != part:
+                raise ValueError(f"organizations {other!r} and {part!r} are the same name up to case; "
+                                 "write one organization one way")
 
 
 def _check_features(row) -> None:
@@ -175,13 +206,25 @@ def _check_features(row) -> None:
                          "ending '(YYYY-MM)'")
 
 
+def _read_csv(path: str | Path) -> pd.DataFrame:
+    """A data file as strings, refused with the file (and line) named when a record has
+    more or fewer fields than the header or the CSV cannot be parsed."""
+    from .papers import _record_lines
+
+    _record_lines(path)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+
+
 def load_tree(path: str | Path = TREE_PATH) -> pd.DataFrame:
     """The tree dataset, validated, with numeric ``params_b``/``active_params_b``,
     ``context_k``/``train_tokens_t`` (NaN where unpublished) and a fractional ``date`` column (year + (month - 1) / 12).
 
     Defined in the chapter "The evolution tree of language models".
     """
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = _read_csv(path)
     _check_columns(df)
     for column in ("year", "month"):
         bad = df.loc[~df[column].str.fullmatch(r"\d+"), "name"].tolist()
@@ -202,7 +245,9 @@ def load_routes(path: str | Path = ROUTES_PATH, tree: pd.DataFrame | None = None
     Raises ``ValueError`` naming a route or link that does not exist.
     Defined in the chapter "The evolution tree of language models".
     """
-    routes = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if tree is not None and not (isinstance(tree, pd.DataFrame) and "name" in tree.columns):
+        raise TypeError(f"tree must be the frame of load_tree() (with a 'name' column), got {type(tree).__name__}")
+    routes = _read_csv(path)
     if tuple(routes.columns) != ROUTE_COLUMNS:
         raise ValueError(f"route columns {tuple(routes.columns)} differ from the expected {ROUTE_COLUMNS}")
     unknown = set(routes["route"]) - {"scaling", "architecture", "efficiency", "agents"}
@@ -233,6 +278,8 @@ def organizations_by_branch(df: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     several organizations counts once for each. Defined in the chapter "The evolution tree
     of language models".
     """
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive int (how many organizations), got {top!r}")
     orgs = df.assign(organization=df["organization"].str.split("; ")).explode("organization")
     table = pd.crosstab(orgs["organization"], orgs["branch"]).reindex(columns=list(BRANCHES), fill_value=0)
     table.columns.name = None
@@ -250,10 +297,16 @@ def c15_evidence(df: pd.DataFrame, since: int = 2021, recent: int = 2023, early:
     if both halves hold, ``nuanced`` if one does, ``refuted`` if neither.
     Defined in the chapter "The evolution tree of language models".
     """
+    if not isinstance(df, pd.DataFrame) or {"year", "branch", "params_b"} - set(df.columns):
+        raise TypeError(f"df must be the frame of load_tree() (columns year, branch, params_b), got {type(df).__name__}")
     counts = counts_by_year(df)
     years = [y for y in counts.index if y >= since]
     if not years:
         raise ValueError(f"no models from {since} on")
+    if not counts.index.max() >= recent:
+        raise ValueError(f"recent={recent!r}: no models from {recent} on, so no recent shares")
+    if not (len(early) == 2 and counts.index[(counts.index >= early[0]) & (counts.index <= early[1])].size):
+        raise ValueError(f"early={early!r}: no models in these (first, last) years, so no early share")
     plurality = {int(y): counts.loc[y].idxmax() for y in years}
     pooled_recent = counts.loc[counts.index >= recent].sum()
     pooled_early = counts.loc[(counts.index >= early[0]) & (counts.index <= early[1])].sum()
@@ -307,6 +360,10 @@ def plot_tree(df: pd.DataFrame, fontsize: float = 7.0):
 
     Defined in the chapter "The evolution tree of language models".
     """
+    if df.empty:
+        raise ValueError("plot_tree needs at least one model; the frame is empty")
+    if not (isinstance(fontsize, (int, float)) and np.isfinite(fontsize) and fontsize > 0):
+        raise ValueError(f"fontsize must be a positive number, got {fontsize!r}")
     per_line = {"encoder-only": 1, "encoder-decoder": 1, "decoder-only": 4, "non-transformer/hybrid": 2}
     # room per name: the decoder and hybrid columns hold the longest names
     widths = {b: per_line[b] * (1.2 if per_line[b] > 1 else 1.0) for b in BRANCHES}

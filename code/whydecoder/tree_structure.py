@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tree import SURVEY_LAST_DATE
+from .tree import COLUMNS, SURVEY_LAST_DATE
 from .verdicts import Rule, Verdict
 
 GENERATIVE = ("decoder-only", "encoder-decoder", "non-transformer/hybrid")
@@ -30,6 +30,11 @@ def with_structure(df: pd.DataFrame) -> pd.DataFrame:
     (``"before"``: from :data:`BEFORE_FROM` to the survey's last tree; ``"after"``).
 
     Defined in the chapter "The routes after the plain decoder"."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be the frame of tree.load_tree(), got {type(df).__name__}")
+    missing = [c for c in COLUMNS + ("date",) if c not in df.columns]
+    if missing:
+        raise ValueError(f"df must be the frame of tree.load_tree(); it lacks the columns {missing}")
     rows = df[df["branch"].isin(GENERATIVE) & (df["architecture_basis"] == "published") & (df["layers"] != "")].copy()
     rows = rows[rows["year"] >= BEFORE_FROM]
     rows["moe"] = rows["experts"] == "yes"

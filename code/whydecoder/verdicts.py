@@ -22,11 +22,10 @@ Explained in "How to read this book" (verdicts).
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 #: What a verdict can say. "inconclusive": the experiment ran but could not tell.
@@ -59,6 +58,11 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     """
     from scipy import stats
 
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"values must be numbers, one per seed, got {values!r}")
+    values = list(values)
+    if any(isinstance(v, (bool, str, bytes)) or not isinstance(v, numbers.Real) for v in values):
+        raise TypeError(f"values must be real numbers, one per seed, got {values!r}")
     values = [float(v) for v in values]
     if len(values) < 2:
         raise ValueError(f"an interval needs at least 2 values (seeds), got {len(values)}")
@@ -78,9 +82,15 @@ def paired_differences(first: dict, second: dict) -> list[float]:
 
     ``first`` and ``second`` map a seed to one number. Defined in "How to read this book".
     """
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        raise TypeError(f"first and second must map a seed to a number, got {type(first).__name__} and "
+                        f"{type(second).__name__}")
     if set(first) != set(second):
         raise ValueError(f"unpaired seeds: {sorted(set(first) ^ set(second), key=str)}")
-    return [float(first[s]) - float(second[s]) for s in sorted(first, key=str)]
+    out = [float(first[s]) - float(second[s]) for s in sorted(first, key=str)]
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"paired differences must be finite, got {out} from {first} and {second}")
+    return out
 
 
 def compare(interval: Interval, margin: float) -> str:
@@ -92,7 +102,9 @@ def compare(interval: Interval, margin: float) -> str:
 
     Defined in "How to read this book".
     """
-    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+    if not isinstance(interval, Interval):
+        raise TypeError(f"interval must be an Interval (from t_interval), got {interval!r}")
+    if isinstance(margin, bool) or not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     if -margin < interval.low and interval.high < margin:
         return "equivalent"
@@ -106,7 +118,8 @@ def compare(interval: Interval, margin: float) -> str:
 def learned(score: float, baseline: float, *, lower_is_better: bool, by: float) -> bool:
     """The gate: did a model beat ``baseline`` (chance, or a model that only knows the
     answer format) by more than ``by``? Defined in "How to read this book"."""
-    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (score, baseline, by)):
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+               for x in (score, baseline, by)):
         raise ValueError(f"score, baseline and by must be finite numbers, got {score!r}, {baseline!r}, {by!r}")
     return (baseline - score > by) if lower_is_better else (score - baseline > by)
 
@@ -129,8 +142,25 @@ class Verdict:
             raise ValueError(f"a verdict needs a one-line reason, got {self.reason!r}")
 
 
-#: The protocol's own helpers: a rule's fingerprint covers them too.
-_PROTOCOL_SOURCE = "".join(inspect.getsource(f) for f in (t_interval, compare, learned, paired_differences))
+def first_non_finite(value, where: str = "results") -> str | None:
+    """Where the first NaN or infinite number in ``value`` (nested dicts and lists) is,
+    e.g. ``"results['decoder'][2]['loss']"``, or ``None`` when every number is finite.
+    Defined in "How to read this book"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = first_non_finite(item, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -152,15 +182,29 @@ class Rule:
     def __post_init__(self):
         if not (isinstance(self.claim, str) and len(self.claim) == 3 and self.claim.startswith("C")):
             raise ValueError(f"claim must be an id like 'C01', got {self.claim!r}")
-        json.dumps(self.parameters)  # parameters must be plain data: they are hashed and shown
+        if not isinstance(self.statement, str) or not self.statement.strip():
+            raise ValueError(f"statement must be the claim in words, got {self.statement!r}")
+        if not isinstance(self.parameters, dict):
+            raise TypeError(f"parameters must be a dict, got {type(self.parameters).__name__}")
+        if not callable(self.decide) or (self.seeds is not None and not callable(self.seeds)):
+            raise TypeError(f"decide (and seeds, when given) must be functions, got {self.decide!r}, {self.seeds!r}")
+        json.dumps(self.parameters, allow_nan=False)  # parameters must be plain data: they are hashed and shown
 
     def fingerprint(self) -> str:
-        """A hash of the rule's source, its parameters and the protocol's helpers."""
-        text = inspect.getsource(self.decide) + (inspect.getsource(self.seeds) if self.seeds else "")
-        text += json.dumps(self.parameters, sort_keys=True) + self.statement + _PROTOCOL_SOURCE
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A hash of everything the decision depends on: the call tree inside the package of
+        ``decide``, ``seeds`` and the protocol's own checks (:meth:`__call__`), the
+        parameters and the statement (:func:`whydecoder.fingerprint.fingerprint`)."""
+        from .fingerprint import fingerprint
+
+        roots = [self.decide, type(self).__call__] + ([self.seeds] if self.seeds else [])
+        return fingerprint(*roots, extra={"parameters": self.parameters, "statement": self.statement})
 
     def __call__(self, results: dict) -> Verdict:
+        if not isinstance(results, dict):
+            raise TypeError(f"rule {self.claim} decides on a dict of stored results, got {type(results).__name__}")
+        bad = first_non_finite(results)
+        if bad:
+            return Verdict("inconclusive", f"the results hold a value that is not a finite number at {bad}")
         need = self.parameters.get("min_seeds")
         if need is not None and self.seeds is not None:
             have = self.seeds(results)

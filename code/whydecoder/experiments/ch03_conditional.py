@@ -91,10 +91,16 @@ def exact_match(model: Transformer, batches: list[Batch]) -> float:
 
     Defined in the chapter "Encoder vs decoder at equal parameters".
     """
+    if not isinstance(batches, (list, tuple)) or not batches or not all(isinstance(b, Batch) for b in batches):
+        raise ValueError(f"batches must be a non-empty list of Batch, got {type(batches).__name__}"
+                         + (f" of {len(batches)}" if isinstance(batches, (list, tuple)) else ""))
     model.eval()
     hits = total = 0
-    for b in batches:
+    for i, b in enumerate(batches):
         pred = model(b.tokens, **b.model_inputs()).argmax(-1)
+        if not pred.shape == b.targets.shape == b.loss_mask.shape:
+            raise ValueError(f"batch {i}: predictions {tuple(pred.shape)}, targets {tuple(b.targets.shape)} and loss "
+                             f"mask {tuple(b.loss_mask.shape)} must have one shape (no broadcasting)")
         ok = ((pred == b.targets) | ~b.loss_mask).all(dim=1)
         hits += int(ok.sum())
         total += len(ok)

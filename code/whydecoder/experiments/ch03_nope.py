@@ -17,6 +17,7 @@ For each model we measure
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,13 @@ def position_probe_r2(train_states: torch.Tensor, test_states: torch.Tensor, rid
     if train_states.dim() != 3 or test_states.shape[1:] != train_states.shape[1:]:
         raise ValueError(f"states must be (B, T, d) with equal T and d, got {tuple(train_states.shape)} "
                          f"and {tuple(test_states.shape)}")
+    if train_states.shape[1] < 2 or not len(train_states) or not len(test_states):
+        raise ValueError(f"the probe needs at least one sequence on each side and T >= 2 positions, got "
+                         f"{tuple(train_states.shape)} and {tuple(test_states.shape)}")
+    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    if not (bool(torch.isfinite(train_states).all()) and bool(torch.isfinite(test_states).all())):
+        raise ValueError("the hidden states hold NaN or infinite values")
 
     def flat(states):
         b, t, d = states.shape

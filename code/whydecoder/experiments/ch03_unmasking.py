@@ -83,7 +83,14 @@ SETTINGS = {
 }
 
 
+def _check_rows(rows) -> None:
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2:
+        raise ValueError(f"rows must be a (batch, length) tensor of token ids, got {type(rows).__name__} "
+                         f"of shape {tuple(getattr(rows, 'shape', ()))}")
+
+
 def _check_split(rows: torch.Tensor, prompt: int) -> None:
+    _check_rows(rows)
     if not 1 <= prompt < rows.shape[1]:
         raise ValueError(f"prompt {prompt} must leave a non-empty continuation in rows of length {rows.shape[1]}")
 
@@ -118,8 +125,13 @@ def fill_blank(model: Transformer, rows: torch.Tensor, position: int, candidates
     picks the candidate that makes the whole row most likely (one forward pass per
     candidate); without it, the argmax of the next-token prediction from the left.
     Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    _check_rows(rows)
     if not 1 <= position < rows.shape[1]:
         raise ValueError(f"blank position {position} is outside [1, {rows.shape[1]})")
+    if not isinstance(candidates, torch.Tensor) or candidates.dim() != 1 or not len(candidates) \
+            or candidates.is_floating_point():
+        raise ValueError(f"candidates must be a non-empty 1-D tensor of token ids, got {type(candidates).__name__} "
+                         f"of shape {tuple(getattr(candidates, 'shape', ()))}")
     model.eval()
     arch = model.cfg.arch
     if arch == "encoder":
@@ -145,6 +157,9 @@ def real_words(texts: list[str], vocabulary: set[str]) -> float:
     that occur in ``vocabulary``, not counting the first and last word of each text (they
     may be cut). A text of spaces and punctuation scores 0, so does one of made-up words.
     Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    if isinstance(texts, str) or isinstance(vocabulary, str):
+        raise ValueError("texts must be a list of strings and vocabulary a set of words, not a single string "
+                         f"(got {type(texts).__name__} and {type(vocabulary).__name__})")
     if not texts:
         raise ValueError("no texts to score")
     return sum(w in vocabulary for text in texts for w in WORD.findall(text)[1:-1]) / len(texts)

@@ -263,8 +263,15 @@ def error_curve(predict, max_points: int, dim: int, n_tasks: int = 2000, seed: i
     """
     g = torch.Generator().manual_seed(seed)
     x, y, _ = regression_tasks(n_tasks, max_points + 1, dim, g)
-    return [float((predict(x[:, :k], y[:, :k], x[:, max_points]) - y[:, max_points]).pow(2).mean() / dim)
-            for k in range(max_points + 1)]
+
+    def error(k: int) -> float:
+        pred = predict(x[:, :k], y[:, :k], x[:, max_points])
+        if pred.shape != y[:, max_points].shape:
+            raise ValueError(f"predict returned shape {tuple(pred.shape)} for {k} demonstrations; expected one "
+                             f"prediction per task, {tuple(y[:, max_points].shape)} (no broadcasting)")
+        return float((pred - y[:, max_points]).pow(2).mean() / dim)
+
+    return [error(k) for k in range(max_points + 1)]
 
 
 DISCRETE_TASKS = ("shift", "lookup")

@@ -124,6 +124,8 @@ def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
 
     Defined in the chapter "Efficiency: the KV cache".
     """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1 (a median needs a timing), got {repeats!r}")
     return statistics.median(timings(fn, repeats, warmup))
 
 

@@ -151,6 +151,14 @@ def recall_sets(val_ids: torch.Tensor, s: ArchitectureSettings, seed: int = 777)
 def recall_accuracy(model: Transformer, rows: torch.Tensor, query: torch.Tensor) -> float:
     """Share of rows whose marker the model names after the query (argmax of the logits at
     the query position). Defined in the chapter "The routes after the plain decoder"."""
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or not len(rows):
+        raise ValueError(f"rows must be a non-empty (batch, length) tensor, got shape {tuple(getattr(rows, 'shape', ()))}")
+    if not isinstance(query, torch.Tensor) or query.shape != (len(rows),) or query.is_floating_point():
+        raise ValueError(f"query must be one integer position per row, shape ({len(rows)},), got "
+                         f"{tuple(getattr(query, 'shape', ()))} {getattr(query, 'dtype', type(query).__name__)}")
+    if bool((query < 0).any()) or bool((query >= rows.shape[1] - 1).any()):
+        raise ValueError(f"query positions must lie in [0, {rows.shape[1] - 1}) (a marker follows each), got "
+                         f"{query.min().item()} to {query.max().item()}")
     model.eval()
     logits = model(rows[:, :-1])
     index = torch.arange(len(rows))

@@ -255,6 +255,11 @@ def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, groups: torch.T
     """Held-out accuracy of a logistic regression on standardised features: trained on the
     windows of the first half of the groups, tested on the rest. Defined in the chapter
     "Scale"."""
+    if features.dim() != 2 or labels.shape != (len(features),) or groups.shape != (len(features),):
+        raise ValueError(f"features must be (n, d) with labels and groups of shape (n,), got {tuple(features.shape)}, "
+                         f"{tuple(labels.shape)} and {tuple(groups.shape)}")
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features hold NaN or infinite values")
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -274,6 +279,14 @@ def fill_in_accuracy(model: Transformer, arch: str, rows: torch.Tensor, candidat
     LM from a ``<mask>`` there, the decoder by the likelihood of the whole window with each
     candidate in place (the usual way to score a blank with a left-to-right model). ``None``
     for the two prefix architectures (not measured). Defined in the chapter "Scale"."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or not len(rows) or rows.shape[1] < 2:
+        raise ValueError(f"rows must be a non-empty (windows, length >= 2) tensor, got shape "
+                         f"{tuple(getattr(rows, 'shape', ()))}")
+    if not isinstance(candidates, torch.Tensor) or candidates.dim() != 1 or not len(candidates):
+        raise ValueError(f"candidates must be a non-empty 1-D tensor of token ids, got shape "
+                         f"{tuple(getattr(candidates, 'shape', ()))}")
     model.eval()
     at = rows.shape[1] // 2
     truth = rows[:, at]
