@@ -328,5 +328,7 @@ def changed(then: dict[str, str], now: dict[str, str]) -> list[str]:
     """The names whose source differs between two digests, or that only one of them holds,
     shortest first (the package's prefix dropped). Defined in "How to read this book"."""
     names = sorted({k for k in set(then) | set(now) if then.get(k) != now.get(k)})
-    short = sorted({n.split("#")[0].removeprefix(PACKAGE + ".").removeprefix("experiments.") for n in names})
-    return sorted(short, key=lambda n: (n.count("."), len(n), n))
+    short = {n.split("#")[0].removeprefix(PACKAGE + ".").removeprefix("experiments.") for n in names}
+    # functions first, shortest first; a constant ("module.NAME =") shown by its name
+    ordered = sorted(short, key=lambda n: (n.endswith(" ="), n.count("."), len(n), n))
+    return list(dict.fromkeys(n.removesuffix(" =") for n in ordered))

@@ -598,11 +598,13 @@ def provenance_notes(stored: dict, experiment) -> list[str]:
     trees: dict = {}
     changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
     if changes:
-        notes.append(f"Made by code other than today's: {changes}")
+        notes.append(f"Made by code other than today's: {changes[0].lower()}{changes[1:]}")
     for m in stored["provenance"].get("migrations") or []:
         if m.get("rules"):
-            notes.append(f"Its rules changed since ({', '.join(sorted(m['rules']))}: {m.get('why', '')}); "
-                         f"{m.get('check', '')}")
+            claims = ", ".join(sorted(m["rules"]))
+            notes.append(f"The rule of {claims} changed after these results were judged ({m.get('why', '')}); "
+                         f"decided with the rules of commit {str(m.get('from_commit', ''))[:12]} and with today's "
+                         f"on these results, every verdict is identical.")
     return notes
 
 
