@@ -1,28 +1,21 @@
-"""The claims ledger ``data/claims.csv``: one row per popular claim, with the verdict a
-chapter computed and one line of evidence.
-
-Chapters call :func:`record_verdict` after asserting their result; CI then checks that
-the committed ledger equals what the notebooks computed. Only evidence that stands as the
-book's result is written: stored full-scale results, an exact computation, or a dataset.
-A smoke-scale run never changes the ledger. Explained in "The claims ledger".
+"""The claims ledger ``data/claims.csv``: one row per popular claim, with its verdict and
+one line of evidence, read and validated here. Its one writer is :mod:`whydecoder.claims`,
+which computes every row from the stored full-scale results (or a dataset), never from a
+smoke run. Explained in "The claims ledger".
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import re
 import unicodedata
 from pathlib import Path
 
 from .paths import DATA
-from .results import atomic_write_text
 from .verdicts import OUTCOMES
 
 COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
 VERDICTS = OUTCOMES  # one list of outcomes for the whole book
-#: What a verdict may rest on. Only the first three write the ledger; "smoke" never does.
-EVIDENCE_SCALES = ("full", "exact", "dataset", "smoke")
 LEDGER_PATH = DATA / "claims.csv"
 
 
@@ -97,47 +90,3 @@ def _check_trimmed(text: str, where: str) -> None:
     another value, and a comparison with the committed ledger fails on it."""
     if text != text.strip():
         raise ValueError(f"{where}: {text[:60]!r} has spaces at either end (or is nothing but spaces)")
-
-
-def _render(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def record_verdict(claim_id: str, verdict: str, evidence: str, chapter: str | None = None, *,
-                   evidence_scale: str, path: str | Path = LEDGER_PATH) -> dict:
-    """Set a claim's verdict and evidence (and chapter) and return the row.
-
-    ``evidence_scale`` says what the verdict rests on: ``"full"`` (complete stored
-    full-scale results), ``"exact"`` (a computation with no scales), ``"dataset"``, or
-    ``"smoke"``. A smoke-scale verdict is returned but never written: the ledger keeps
-    the row the stored results gave it. The file is rewritten (atomically, keeping its
-    mode) only when the row changed. Defined in "The claims ledger".
-    """
-    if evidence_scale not in EVIDENCE_SCALES:
-        raise ValueError(f"evidence_scale {evidence_scale!r} is not one of {EVIDENCE_SCALES}")
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
-    if not isinstance(evidence, str) or "\n" in evidence or not evidence.strip():
-        raise ValueError(f"evidence must be one non-empty line, got {evidence!r}")
-    _check_one_line(evidence, f"evidence of {claim_id}")
-    if chapter is not None:
-        _check_one_line(chapter, f"chapter of {claim_id}")
-        _check_trimmed(chapter, f"chapter of {claim_id}")
-    rows = read_ledger(path)
-    match = [row for row in rows if row["id"] == claim_id]
-    if not match:
-        raise ValueError(f"unknown claim id {claim_id!r}; the ledger has {[r['id'] for r in rows]}")
-    row = match[0]
-    new = dict(row, verdict=verdict, evidence=evidence.strip(), chapter=chapter or row["chapter"])
-    if evidence_scale == "smoke":
-        print(f"{claim_id}: smoke-scale verdict {verdict!r}, not recorded; the ledger keeps {row['verdict']!r}")
-        return new
-    if new != row:
-        row.update(new)
-        validate_ledger(rows)
-        atomic_write_text(path, _render(rows))
-    return row

@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .claims import Claim, Evidence
 from .palette import ARCHITECTURE_COLOURS, REFERENCE
 from .paths import DATA
+from .verdicts import Verdict
 
 DATA_DIR = DATA
 TREE_PATH = DATA_DIR / "llm_tree.csv"
@@ -328,6 +330,31 @@ def c15_evidence(df: pd.DataFrame, since: int = 2021, recent: int = 2023, early:
     }
 
 
+def c15_verdict(results: dict) -> Verdict:
+    """C15's verdict on ``{"tree": load_tree()}``: the outcome of :func:`c15_evidence`,
+    the reason naming each half, the numbers its evidence. Defined in the chapter "The
+    evolution tree of language models"."""
+    e = c15_evidence(results["tree"])
+    reason = (f"decoder-only {'is' if e['mainstream'] else 'is not'} the mainstream branch (the most common every "
+              f"year from {e['since']} and {e['decoder_share_recent']:.0%} of models from {e['recent']}); "
+              f"encoder-only {'stalled' if e['stalled'] else 'did not stall'} ({e['encoder_share_early']:.0%} in "
+              f"{e['early'][0]}-{e['early'][1]} to {e['encoder_share_recent']:.0%}, its largest "
+              f"{e['largest_encoder_b']:g}B vs {e['largest_decoder_b']:g}B)")
+    return Verdict(e["verdict"], reason, e)
+
+
+def c15_claim_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C15's evidence in words (no scope: the dataset is named in the text), from the
+    tree the verdict was decided on. Defined in the chapter "The evolution tree of
+    language models"."""
+    evidence = c15_evidence(results["tree"])
+    return Evidence(
+        f"In {evidence['n_models']} models (2017 to April 2026), decoder-only is the most common branch every year"
+        f" since 2021 and {evidence['decoder_share_recent']:.0%} of models from 2023; encoder-only fell from"
+        f" {evidence['encoder_share_early']:.0%} (2018-20) to {evidence['encoder_share_recent']:.0%}, its largest"
+        f" {evidence['largest_encoder_b']:g}B vs {evidence['largest_decoder_b']:g}B; counts announcements, not use.")
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -460,3 +487,7 @@ def plot_organizations(df: pd.DataFrame, ax=None, top: int = 15):
     ax.legend(fontsize=8, loc="lower right", frameon=False)
     ax.set_title(f"The {top} organizations with most models, by branch", fontsize=10)
     return ax
+
+
+CLAIMS = (Claim("C15", "Decoder-only became the mainstream branch; encoder-only stalled", "02_evolution_tree",
+                lambda: {"tree": load_tree()}, c15_verdict, c15_claim_evidence, scale="dataset"),)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tree import COLUMNS, SURVEY_LAST_DATE
+from .claims import Claim, Evidence
+from .tree import COLUMNS, SURVEY_LAST_DATE, load_tree
 from .verdicts import Rule, Verdict
 
 GENERATIVE = ("decoder-only", "encoder-decoder", "non-transformer/hybrid")
@@ -91,6 +92,21 @@ def c19_counts(df: pd.DataFrame) -> dict:
     return out
 
 
+def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C19's evidence and scope in words, from the counts (:func:`c19_counts`) the verdict
+    was decided on. Defined in the chapter "The routes after the plain decoder"."""
+    b19, a19 = results["before"], results["after"]
+    text = (f"Of {a19['models']} generative models with a published architecture released after the survey's tree "
+            f"(Sept 2023 on), {a19['departs']:.0%} depart from the dense attention block (experts {a19['moe']:.0%}, "
+            f"latent attention {a19['mla']:.0%}, recurrent or hybrid layers {a19['recurrent_layers']:.0%}) against "
+            f"{b19['departs']:.0%} of {b19['models']} from 2020 to Aug 2023; one row per family: "
+            f"{a19['family_departs']:.0%} against {b19['family_departs']:.0%}; median training tokens "
+            f"{b19['median_tokens_t']:g}T -> {a19['median_tokens_t']:g}T.")
+    scope = ("A curated dataset of notable releases (announcements, not use), the features as their papers, model "
+             "cards or announcements state them; closed models without a published architecture are not counted.")
+    return Evidence(text, scope)
+
+
 def _c19_decide(counts: dict, p: dict) -> Verdict:
     """C19: after the survey's tree, did the structure of LLMs barely change?
 
@@ -126,3 +142,8 @@ C19_RULE = Rule(
     "C19", "after the survey's tree, few generative models depart from the dense attention block (experts, latent "
     "attention, recurrent or hybrid layers), and that share did not rise",
     {"min_models": 10, "share": 0.25, "rise": 0.15}, _c19_decide)
+
+
+CLAIMS = (Claim("C19", "After the models of the survey's tree, LLMs barely changed in structure: progress came from "
+                "more and cleaner data", "07_four_routes", lambda: c19_counts(load_tree()), C19_RULE, c19_evidence,
+                scale="dataset"),)

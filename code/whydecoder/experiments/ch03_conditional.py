@@ -12,12 +12,14 @@ given the true earlier tokens is the true token, so no sampling loop is needed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..accounting import forward_flops, parameter_count
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, prefix_lm
@@ -348,6 +350,31 @@ def _c01_decide(results: dict, p: dict) -> Verdict:
                    "comparisons with a lead (it depends on the baseline and the metric)", readings)
 
 
+def _conditional_scope(results: dict) -> str:
+    """The scope C02 and C01 share: what was run, from the results' settings."""
+    settings = results["settings"]
+    return (f"width {settings['d_model']}, {settings['n_layers']} layers, {settings['steps']} steps of "
+            f"{settings['batch']} examples, {len(settings['seeds'])} seeds, the same weights, data and steps")
+
+
+def c02_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C02's evidence and scope in words: per task, the paired gap decoder minus prefix-LM
+    (:func:`task_gap`). Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    text = "; ".join(f"{t}: decoder − prefix-LM {task_gap(results, t)} nats/byte" for t in TASKS) + "."
+    return Evidence(text, _conditional_scope(results))
+
+
+def c01_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C01's evidence and scope in words: in how many of the comparisons with a lead
+    sharing the weights loses most of it (the verdict's readings). Defined in the chapter
+    "Encoder vs decoder at equal parameters"."""
+    votes = [v["reading"] for v in verdict.numbers.values() if v["reading"] in ("parameters", "not parameters")]
+    text = (f"Sharing the weights (2P -> P, same FLOPs) loses most of the lead in {votes.count('parameters')} of "
+            f"{len(votes)} comparisons with a lead (T5 Table 2: 2 objectives x GLUE, CNNDM x LM, prefix LM; ours: "
+            "continuation, vs decoder and prefix-LM).")
+    return Evidence(text, _conditional_scope(results))
+
+
 RULES = {
     "C02": Rule("C02", "a causal decoder generates as well as a prefix-LM with the same weights, data and steps",
                 {"min_seeds": 5, "margin": 0.03, "gate_nats": 0.5}, _c02_decide, seeds=_conditional_seeds),
@@ -356,6 +383,14 @@ RULES = {
                 {"min_seeds": 5, "margin": 0.01, "most": 0.5, "gate_nats": 0.5}, _c01_decide,
                 seeds=_conditional_seeds),
 }
+
+
+CLAIMS = (
+    Claim("C02", "Making the input attention bidirectional (prefix-LM / UniLM) brings no gain for generation",
+          "03_encoder_vs_decoder", stored_results(sys.modules[__name__]), RULES["C02"], c02_evidence),
+    Claim("C01", "Encoder-decoder's edge comes mostly from having twice the parameters", "03_encoder_vs_decoder",
+          stored_results(sys.modules[__name__]), RULES["C01"], c01_evidence),
+)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ For each model we measure
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm
@@ -314,11 +316,40 @@ def _c08_decide(results: dict, p: dict) -> Verdict:
     return Verdict("nuanced", "the causal LM learned position but stayed worse than with positions", numbers)
 
 
+def _interval_text(d: dict, unit: str = " nats/byte") -> str:
+    """A stored interval as text: mean [low, high]."""
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{unit}"
+
+
+def c08_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C08's evidence and scope in words: the exact half (chapter 1) and the learned half's
+    paired gaps, probe and shuffle rise (the verdict's numbers; its reason when the rule
+    stopped before them). Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    ns, v08 = results["settings"], verdict.numbers
+    if "causal_gap" in v08:
+        text = (
+            "Exact half (chapter 1): bidirectional NoPE models are exactly permutation-equivariant, causal ones are "
+            "not. Trained, paired by seed (95% intervals): the masked LM without positions minus the "
+            f"{v08['best_masked']} one {_interval_text(v08['masked_gap'])}; the causal NoPE LM minus the "
+            f"{v08['best_causal']} one {_interval_text(v08['causal_gap'])}; probe R2 {v08['probe_r2']:.2f} (input "
+            f"{v08['input_probe_r2']:.2f}); shuffle rise {_interval_text(v08['shuffle_rise'])}.")
+    else:
+        text = verdict.reason
+    scope = (f"width {ns['d_model']}, {ns['n_layers']} layers, {ns['steps']} steps of {ns['batch']} x {ns['length']} "
+             f"bytes, {len(ns['seeds'])} seeds, the book's byte corpus")
+    return Evidence(text, scope)
+
+
 RULES = {"C08": Rule(
     "C08", "a causal LM learns position without positional encoding and works about as well; a masked LM cannot",
     {"min_seeds": 5, "margin": 0.05, "gate_nats": 0.5, "probe_reads": 0.5, "probe_input": 0.2,
      "blind_tolerance": 1e-4},
     _c08_decide, seeds=_c08_seeds)}
+
+
+CLAIMS = (Claim("C08", "The causal mask carries position: a decoder can work without positional encoding; a "
+                "bidirectional model cannot", "03_encoder_vs_decoder", stored_results(sys.modules[__name__]),
+                RULES["C08"], c08_evidence),)
 
 
 if __name__ == "__main__":

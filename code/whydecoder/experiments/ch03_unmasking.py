@@ -25,11 +25,13 @@ held-out text:
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..generate import generate, unmask_generate
 from ..model import Transformer, sequence_loss
@@ -303,10 +305,40 @@ def _c14_decide(results: dict, p: dict) -> Verdict:
                    numbers)
 
 
+def c14_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C14's evidence and scope in words: each model's left-to-right loss, real words and
+    blanks filled (means over seeds), and with more than one seed the paired intervals.
+    Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    gs = results["settings"]
+    causal, bert, rr = VARIANTS
+
+    def mean(name, metric):
+        return mean_of(results, name, metric)
+
+    text = (
+        f"Left-to-right loss: causal {mean(causal, 'nll'):.3f}, BERT-style masked LM {mean(bert, 'nll'):.3f}, "
+        f"random-rate masked LM {mean(rr, 'nll'):.3f} nats/byte; real words per 32-byte sample "
+        f"{mean(causal, 'real_words'):.2f} / {mean(bert, 'real_words'):.2f} / {mean(rr, 'real_words'):.2f}. Filling "
+        f"a blank: masked LM {mean(bert, 'blank_accuracy'):.0%} vs causal {mean(causal, 'blank_accuracy'):.0%} "
+        f"scoring the whole text ({mean(causal, 'blank_accuracy_left_only'):.0%} from the left only).")
+    if len(results[causal]) > 1:
+        pairs = {"generation": paired_interval(results, "nll", bert, causal),
+                 "rescue": paired_interval(results, "nll", rr, causal),
+                 "blanks": paired_interval(results, "blank_accuracy", bert, causal)}
+        text += (f" Paired by seed (95%): BERT-style minus causal {pairs['generation']} nats/byte, random-rate minus "
+                 f"causal {pairs['rescue']}, blanks {pairs['blanks']}.")
+    scope = (f"equal parameters; width {gs['d_model']}, {gs['n_layers']} layers, {gs['steps']} steps of {gs['batch']} "
+             f"x {gs['length']} bytes, {len(gs['seeds'])} seeds, the book's byte corpus")
+    return Evidence(text, scope)
+
+
 RULES = {"C14": Rule(
     "C14", "an encoder-only (masked) LM generates worse than a causal LM and suits understanding tasks",
     {"min_seeds": 5, "margin": 0.1, "gate_nats": 0.5, "gate_accuracy": 0.05}, _c14_decide, seeds=_c14_seeds)}
 
+
+CLAIMS = (Claim("C14", "Encoder-only models cannot generate well; they suit understanding tasks", "03_encoder_vs_decoder",
+                stored_results(sys.modules[__name__]), RULES["C14"], c14_evidence),)
 
 
 if __name__ == "__main__":

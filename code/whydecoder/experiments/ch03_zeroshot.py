@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, prefix_lm, span_corruption
@@ -365,6 +367,52 @@ def _c10_decide(results: dict, p: dict) -> Verdict:
                                         for c in passing), numbers)
 
 
+def _zeroshot_scope(results: dict) -> str:
+    """The scope C09 and C10 share: what was run, from the results' settings."""
+    zs = results["settings"]
+    return (f"Width {zs['d_model']}, {zs['n_layers']} layers (the encoder-decoder as deep in each stack, about twice "
+            f"the parameters), {zs['steps']} pretraining steps and {zs['finetune_steps']} of finetune or control, "
+            f"{len(zs['seeds'])} seeds; eight prompted word tasks in the pretraining text, four held out of the "
+            "finetune; answer loss in nats per byte.")
+
+
+def _interval_text(d: dict) -> str:
+    """A stored interval as text: mean [low, high]."""
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def _decided_numbers(results: dict, claim: str) -> dict:
+    """The numbers of a claim's rule on ``results`` whatever the seeds (the rule's own
+    verdict holds none below its ``min_seeds``)."""
+    rule = RULES[claim]
+    return rule.decide(results, rule.parameters).numbers
+
+
+def c09_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C09's evidence and scope in words: after pretraining, CD:FLM's held-out loss against
+    the format-only baseline, and its paired gap to each other cell. Defined in the chapter
+    "Encoder vs decoder at equal parameters"."""
+    n09 = _decided_numbers(results, "C09")
+    others = [c for c in CELLS if c != "CD:FLM"]
+    text = (f"After pretraining, CD:FLM's held-out loss is {n09['CD:FLM']:.3f} against {n09['baseline']:.3f} for "
+            "the answer format alone. CD:FLM minus each other cell, nats per byte: "
+            + "; ".join(f"{c} {_interval_text(n09[c]['gap'])} ({n09[c]['reading']})" for c in others if c in n09)
+            + ".")
+    return Evidence(text, _zeroshot_scope(results))
+
+
+def c10_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C10's evidence and scope in words: for each encoder-decoder cell, its loss after the
+    finetune, the finetune's gain over the control and its gap to CD:FLM, and which cells
+    passed the gate. Defined in the chapter "Encoder vs decoder at equal parameters"."""
+    n10 = _decided_numbers(results, "C10")
+    text = ("; ".join(f"{c}: after the finetune {n10[c]['finetuned']:.3f}, finetune minus control "
+                      f"{_interval_text(n10[c]['finetune_minus_control'])} ({n10[c]['gain']}), minus CD:FLM "
+                      f"{_interval_text(n10[c]['minus_CD:FLM'])} ({n10[c]['flip']})" for c in ("ED:PLM", "ED:MLM"))
+            + f". Passed the gate (baseline {n10['baseline']:.3f}): {', '.join(n10['passing']) or 'neither'}.")
+    return Evidence(text, _zeroshot_scope(results))
+
+
 RULES = {
     "C09": Rule("C09", "after self-supervised pretraining only, the causal decoder with next-token prediction (CD:FLM) "
                 "has the lowest held-out answer loss of the six cells", {"min_seeds": 5, "margin": 0.05,
@@ -375,6 +423,14 @@ RULES = {
                                                                        "gate_nats": 0.25},
                 _c10_decide, seeds=_seeds),
 }
+
+
+CLAIMS = (
+    Claim("C09", "Decoder-only with next-token prediction generalizes best zero-shot after self-supervised "
+          "pretraining", "03_encoder_vs_decoder", stored_results(sys.modules[__name__]), RULES["C09"], c09_evidence),
+    Claim("C10", "Encoder-decoder needs multitask finetuning to shine; after it the ranking can flip",
+          "03_encoder_vs_decoder", stored_results(sys.modules[__name__]), RULES["C10"], c10_evidence),
+)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Explained in the chapter "The low-rank argument, tested".
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_mlp_width, parameter_count
 from ..attention import Attention
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import full_lm, masked_lm
@@ -576,6 +578,121 @@ RULES = {
                 "MLPs each stop it (random and trained layers)", {"min_seeds": 5, "collapsed": 1e-2, "kept": 0.1},
                 _c07_decide, seeds=_collapse_seeds),
 }
+
+
+def _readings(claim: str, results: dict) -> dict:
+    """The numbers of a claim's rule on ``results``, whatever the number of seeds."""
+    rule = RULES[claim]
+    return rule.decide(results, rule.parameters).numbers
+
+
+def causal_fit(results: dict) -> dict:
+    """The fits of random causal targets that C04 and C05 cite: the smallest and largest
+    head sizes fitted, the smallest causal head's mean KL over seeds, and the paired
+    interval (by seed) of its KL minus the largest head's. Defined in the chapter "The
+    low-rank argument, tested"."""
+    gap, sizes = _bottleneck(results, "causal")
+    kls = list(_kl(results, "causal", sizes[0]).values())
+    return {"smallest": sizes[0], "largest": sizes[-1], "kl_smallest": sum(kls) / len(kls), "gap": gap}
+
+
+def c03_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C03's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The low-rank argument, tested"."""
+    settings = results["settings"]
+    by_d = ", ".join(f"d = {d}: {v:.0%}" for d, v in _readings("C03", results)["share_by_head_size"].items())
+    text = (f"Random bidirectional attention (n = {settings['n']}) numerically low-rank (float32 rank < "
+            f"{LOW_RANK_FRACTION:g} n) by head size: {by_d}; the exact rank is n (softmax exponentiates entrywise).")
+    scope = (f"{len(settings['seeds'])} seeds of Gaussian Q, K; head sizes {settings['head_sizes']}, logit scales "
+             f"{settings['scales']}.")
+    return Evidence(text, scope, joiner=" Scope: ")
+
+
+def c04_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C04's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The low-rank argument, tested"."""
+    settings, fit = results["settings"], causal_fit(results)
+    n, fit_n, gap = settings["n"], settings["fit_n"], fit["gap"]
+    causal = [r for r in results["spectra"] if r["mask"] == "causal"]
+    deficient = sum(r["numerical_rank"] < n for r in causal) / len(causal)
+    text = (f"Exact rank n (positive diagonal in float64), but {100 * deficient:.0f}% of random causal "
+            f"matrices have float32 rank < n and {100 * low_rank_share(causal):.0f}% "
+            f"< {LOW_RANK_FRACTION:g} n; causal heads of size {int(fit['smallest'])} leave KL {fit['kl_smallest']:.3f} "
+            f"on random {fit_n}x{fit_n} targets (minus size {int(fit['largest'])}: {gap.mean:.3f} "
+            f"[{gap.low:.3f}, {gap.high:.3f}]); rank(PV) <= d_v whatever rank P has.")
+    scope = (f"the same matrices; fits of {fit_n}x{fit_n} targets by heads {settings['fit_heads']}, "
+             f"{settings['fit_steps']} Adam steps, {len(settings['seeds'])} seeds.")
+    return Evidence(text, scope, joiner=" Scope: ")
+
+
+def c05_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C05's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The low-rank argument, tested"."""
+    settings, fit = results["settings"], causal_fit(results)
+    fit_n, gap = settings["fit_n"], fit["gap"]
+    text = (f"Full-rank causal heads of size {int(fit['smallest'])} minus size {int(fit['largest'])}: KL "
+            f"{gap.mean:.3f} [{gap.low:.3f}, {gap.high:.3f}] on random {fit_n}x{fit_n} targets.")
+    scope = f"fits of {fit_n}x{fit_n} causal targets, {len(settings['seeds'])} seeds."
+    return Evidence(text, scope, joiner=" Scope: ")
+
+
+def head_comparison(results: dict) -> dict:
+    """The C06 arms and their paired comparisons, shown whatever the rule's gates say:
+    ``fewest``, ``most`` (the standard arms with the fewest and the most heads), ``fixed``
+    (the fixed head size), ``cost`` (most minus fewest) and ``help`` (most minus fixed),
+    95% t-intervals of validation loss by seed. Defined in the chapter "The low-rank
+    argument, tested"."""
+    rows = results["heads"]
+    standard = sorted({r["heads"] for r in rows if not r["fixed"]})
+    fewest, most = (next(r["arm"] for r in rows if r["heads"] == h and not r["fixed"]) for h in (standard[0], standard[-1]))
+    fixed = next(r["arm"] for r in rows if r["fixed"])
+    return {"fewest": fewest, "most": most, "fixed": fixed,
+            "cost": t_interval(paired_differences(_heads_loss(results, most), _heads_loss(results, fewest))),
+            "help": t_interval(paired_differences(_heads_loss(results, most), _heads_loss(results, fixed)))}
+
+
+def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C06's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The low-rank argument, tested"."""
+    settings, n06, arms = results["settings"], _readings("C06", results), head_comparison(results)
+    most, fewest, fixed = arms["most"], arms["fewest"], arms["fixed"]
+    text = (f"At equal parameters ({n06['parameters_apart']:.2%} apart), {most} minus {fewest}: "
+            f"{arms['cost']} nats/byte; {most} minus {fixed}: {arms['help']}; the most a training curve fell over its "
+            f"last tenth: {n06['still_falling']:.1%} (the rule allows {RULES['C06'].parameters['still_falling']:.0%}).")
+    scope = (f"causal LMs of width {settings['lm_width']}, {settings['lm_layers']} layers, {settings['lm_steps']} steps "
+             f"of {settings['lm_batch']} x {settings['lm_seq']} bytes, {len(settings['seeds'])} seeds.")
+    return Evidence(text, scope, joiner=" Scope: ")
+
+
+def c07_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C07's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The low-rank argument, tested"."""
+    settings, final = results["settings"], final_residuals(results)
+    trained = {v: r[-1] for v, r in results["collapse_trained"]["ratios"].items()}
+    spread = {}
+    for variant in sorted({v for v, _ in final}):
+        values = [x for (v, _), x in final.items() if v == variant] + [trained[variant]]
+        spread[variant] = (min(values), max(values))
+    text = ("Last-layer rank-one residual (median over seeds; trained MiniLM): "
+            + "; ".join(f"{v} from {low:.1e} to {high:.1e}" for v, (low, high) in spread.items()) + ".")
+    scope = (f"random stacks of depth {settings['collapse_depth']} (n = 32, d = 64), {len(settings['seeds'])} seeds; "
+             f"the 6 trained layers of all-MiniLM-L6-v2 on {results['collapse_trained']['tokens']} tokens.")
+    return Evidence(text, scope, joiner=" Scope: ")
+
+
+_HERE = "04_low_rank"
+CLAIMS = (
+    Claim("C03", "Bidirectional attention matrices are low-rank when n >> d", _HERE,
+          stored_results(sys.modules[__name__]), RULES["C03"], c03_evidence),
+    Claim("C04", "Causal attention matrices are always full rank (triangular, positive diagonal), hence more "
+          "expressive", _HERE, stored_results(sys.modules[__name__]), RULES["C04"], c04_evidence),
+    Claim("C05", "Full rank is not the same as expressive enough; theory alone settles nothing", _HERE,
+          stored_results(sys.modules[__name__]), RULES["C05"], c05_evidence),
+    Claim("C06", "Multi-head attention with small head size hits a low-rank bottleneck; a fixed head size helps",
+          _HERE, stored_results(sys.modules[__name__]), RULES["C06"], c06_evidence),
+    Claim("C07", "Stacked attention loses rank with depth unless residuals or MLPs intervene", _HERE,
+          stored_results(sys.modules[__name__]), RULES["C07"], c07_evidence),
+)
 
 
 if __name__ == "__main__":

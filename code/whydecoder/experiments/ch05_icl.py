@@ -18,6 +18,7 @@ Explained in the chapter "In-context learning".
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_encoder_decoder, parameter_count
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
@@ -576,6 +578,36 @@ RULES = {"C11": Rule(
     {"min_seeds": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "error_gate": 0.2, "accuracy_gate": 0.1,
      "error_margin": 0.05, "accuracy_margin": 0.02},
     _c11_decide, seeds=_c11_seeds)}
+
+
+def c11_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C11's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "In-context learning"."""
+    settings, lsa, scores = results["settings"], results["linear_attention"], task_scores(results)
+    rule = RULES["C11"]
+    n11 = rule.decide(results, rule.parameters).numbers  # the rule's readings, whatever the number of seeds
+    pre_vs_dec = t_interval(paired_differences(scores["regression"]["decoder"], scores["regression"]["prefix-lm"]))
+
+    def said(task):
+        t = n11[task]
+        gap = t["decoder_advantage"]
+        return (f"{task}: {t['reading'] if task in n11['readings'] else 'not learned by both'} "
+                f"(decoder advantage {gap['mean']:+.3f} [{gap['low']:+.3f}, {gap['high']:+.3f}])")
+
+    text = ("Decoder vs encoder-decoder at equal parameters: " + "; ".join(said(t) for t in scores)
+            + f". Prefix-LM minus decoder on regression error: {-pre_vs_dec.mean:+.3f} "
+            f"[{-pre_vs_dec.high:+.3f}, {-pre_vs_dec.low:+.3f}]. One linear attention layer is one GD step "
+            f"exactly; a trained one tracks GD with cosine {lsa['cosine']:.3f}.")
+    scope = (f"Width {settings['d_model']}, {settings['n_layers']} layers (the encoder-decoder "
+             f"{settings['n_layers'] // 2} + {settings['n_layers'] // 2}), {settings['steps']} steps on regression "
+             f"(d = {settings['dim']}, k <= {settings['max_points']}) and {settings['few_shot_steps']} on each discrete "
+             f"task, {len(settings['seeds'])} seeds; parameters within {n11['parameters_apart']:.1%}.")
+    return Evidence(text, scope)
+
+
+CLAIMS = (Claim("C11", "Decoder-only is better at in-context learning because the prompt acts directly on every "
+                "layer (implicit finetuning)", "05_in_context_learning", stored_results(sys.modules[__name__]),
+                RULES["C11"], c11_evidence),)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..nbce import POOLINGS, answer_logprobs, entropy, exact_match, nbce_pool, prefill, top_p_filter
@@ -396,6 +398,41 @@ RULES = {"C17": Rule(
     "context of 2 and 4 windows about as well as a reader handed the right window, and better than truncation",
     {"method": "min_entropy b=0.25", "margin": 0.1, "oracle_gate": 0.8, "min_seeds": 8},
     _c17_decide, _c17_docs)}
+
+
+def c17_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C17's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "In-context learning"."""
+    settings, table, rule = results["settings"], accuracy_table(results), RULES["C17"]
+    method = rule.parameters["method"]
+    numbers = rule.decide(results, rule.parameters).numbers  # the rule's readings, whatever the number of documents
+    cells = numbers["cells"]
+
+    def cell_text(name):
+        n = numbers[name]
+        if cells[name] == "not counted":
+            return f"{name}: not counted (the oracle reaches {n['oracle']:.2f}, below the gate)"
+        g, s = n["nbce_minus_truncation"], n["oracle_minus_nbce"]
+        return (f"{name}: {cells[name]} (NBCE minus truncation {g['mean']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}], "
+                f"oracle minus NBCE {s['mean']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}])")
+
+    text = (f"SmolLM2-135M reading documents of 2 and 4 windows of {settings['window']} tokens, NBCE as in Su's code "
+            f"({method.replace('_', '-')}, top-p {settings['top_p']}): " + "; ".join(cell_text(n) for n in SECTIONS)
+            + ". Intervals: 95% t over documents, paired.")
+    counted_cells = [n for n, c in cells.items() if c != "not counted"]
+    if len(counted_cells) < len(cells):
+        text += (f" The verdict rests on {', '.join(counted_cells) or 'no cell'} alone; read descriptively, NBCE answers "
+                 + ", ".join(f"{n} {table[n][method]:.2f} (oracle {table[n]['oracle']:.2f})"
+                             for n in cells if cells[n] == "not counted") + ".")
+    scope = (f"One trained decoder of 135M parameters, its native window; synthetic retrieval (a pass key in filler, "
+             f"{settings['passkey_docs']} documents per length; {settings['facts_per_chunk']} door keys per window in "
+             f"varied text, {settings['docs']} documents per length); exact-match answers.")
+    return Evidence(text, scope)
+
+
+CLAIMS = (Claim("C17", "Naive-Bayes context extension (NBCE) lets an LM read contexts longer than its training "
+                "length without finetuning", "05_in_context_learning", stored_results(sys.modules[__name__]),
+                RULES["C17"], c17_evidence),)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
@@ -469,6 +471,33 @@ RULES = {"C13": Rule(
     {"min_repeats": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "logit_tolerance": 1e-4, "flat_growth": 1.5,
      "regrow": 2.0, "slope_margin": 0.1},
     _c13_decide)}
+
+
+def c13_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C13's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "Efficiency: the KV cache"."""
+    shown, n13 = results["settings"], verdict.numbers
+    reuse, growth = results["reuse"], turn_growth(results)
+    cached, faster = n13["cached_exponent"], n13["uncached_minus_cached_exponent"]
+    text = (f"One cache over a {shown['turns']}-turn dialogue matches recomputation (largest logit gap "
+            f"{max(r['max_logit_gap'] for r in reuse):.1e}, every reply token the greedy choice; a reused prefix-LM "
+            f"cache errs by {min(r['prefix_stale_gap'] for r in reuse):.3f} or more); per-turn FLOPs grow "
+            f"{growth['decoder']:.2f}x for the decoder, {growth['prefix-lm']:.1f}x and "
+            f"{growth['encoder-decoder']:.1f}x for the prefix-LM and encoder-decoder; a cached step's time grows with "
+            f"the context at an exponent of {cached['mean']:.2f} [{cached['low']:.2f}, {cached['high']:.2f}], the "
+            f"uncached step's exponent is higher by {faster['mean']:.2f} [{faster['low']:.2f}, {faster['high']:.2f}].")
+    scope = (f"Random models of width {shown['d_model']}, {shown['n_layers']} layers, equal non-embedding "
+             f"parameters (within {n13['parameters_apart']:.3%}); contexts {shown['lengths'][0]}-"
+             f"{shown['lengths'][-1]}; times the median of {shown['repeats']} after {shown['warmup']} warm-up calls, "
+             "one CPU thread.")
+    if shown["lengths"][-1] < 6 * shown["d_model"]:
+        scope += (f" Every context is below the {6 * shown['d_model']:,} tokens (6d) past which the attention term "
+                  "would outweigh a step's fixed cost, so the measured exponents mostly describe that fixed cost.")
+    return Evidence(text, scope)
+
+
+CLAIMS = (Claim("C13", "Decoder-only reuses the KV cache (also across dialogue turns); per-token decode cost is O(T)",
+                "06_efficiency", stored_results(sys.modules[__name__]), RULES["C13"], c13_evidence),)
 
 
 if __name__ == "__main__":

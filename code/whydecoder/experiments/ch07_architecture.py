@@ -25,12 +25,14 @@ Explained in the chapter "The routes after the plain decoder".
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, parameter_count
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..experts import aux_loss
 from ..model import Transformer, sequence_loss
@@ -357,6 +359,36 @@ RULES = {"C20": Rule(
     {"min_seeds": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "loss_gate": 0.5, "loss_margin": 0.02,
      "recall_gate": 0.3, "recall_margin": 0.05, "flat_ratio": 1.5, "growth_ratio": 2.0},
     _c20_decide, seeds=_c20_seeds)}
+
+
+def c20_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C20's evidence and scope in words, from the results the verdict was decided on (at
+    smoke scale, where the gate stops the comparison, the evidence is the reason alone).
+    Defined in the chapter "The routes after the plain decoder"."""
+    rule = RULES["C20"]
+    n20, p20, sa = rule.decide(results, rule.parameters).numbers, rule.parameters, results["settings"]
+    if "experts_total_minus_dense" in n20:
+        total = n20["experts_total_minus_dense"]
+        text = (f"{verdict.reason}. Held-out loss (nats/byte, mean of {len(sa['seeds'])} seeds): "
+                + ", ".join(f"{LABELS[v]} {n20['mean_loss'][v]:.3f}" for v in VARIANTS)
+                + f"; experts at equal total parameters minus dense {total['mean']:+.3f} [{total['low']:+.3f}, "
+                f"{total['high']:+.3f}]; recall of the nearest facts: dense {n20['dense_recall_near']:.2f}, "
+                f"retention {n20['retention_recall_near']:.2f}"
+                + (" (retention never learned the recall, so its far recall is a failure to learn, not forgetting)"
+                   if n20["retention_recall_near"] < CHANCE + p20["recall_gate"] else "")
+                + ". Intervals: 95% t over seeds, paired.")
+    else:  # smoke scale: the gate stops the comparison
+        text = f"{verdict.reason}."
+    scope = (f"Byte-level decoders of width {sa['d_model']}, {sa['n_layers']} layers, {sa['steps']} steps of "
+             f"{sa['batch']} rows of {sa['length']} bytes of CPython's documentation with one planted fact each; equal "
+             f"parameters within {max(n20['apart'].values()):.2%}; decode timed at width {sa['time_d_model']} up to "
+             f"{max(sa['time_contexts'])} tokens, one thread.")
+    return Evidence(text, scope)
+
+
+CLAIMS = (Claim("C20", "The architecture route (RWKV, Mamba, RetNet, Mixtral-style mixture of experts) buys long "
+                "context or capacity without attention's growing cost", "07_four_routes",
+                stored_results(sys.modules[__name__]), RULES["C20"], c20_evidence),)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import finetune, memory
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer, sequence_loss
 from ..paths import results_dir
@@ -335,6 +337,27 @@ RULES = {"C21": Rule(
     {"min_seeds": 5, "exact_tolerance": 1e-4, "memory_ratio": 4.0, "loss_gate": 0.02, "loss_margin": 0.05,
      "memory_saving": 0.25},
     _c21_decide, seeds=_c21_seeds)}
+
+
+def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C21's evidence and scope in words, from the results the verdict was decided on.
+    Defined in the chapter "The routes after the plain decoder"."""
+    rule = RULES["C21"]
+    n21, se = rule.decide(results, rule.parameters).numbers, results["settings"]
+    text = (f"{verdict.reason}. Held-out loss before finetuning {results['before']['val_loss']:.3f}, after full "
+            f"finetuning {n21['full_mean']:.3f} nats/token (mean of {len(se['seeds'])} seeds); seconds per step "
+            + ", ".join(f"{m} {np.median([r['step_seconds'] for r in results[m]]):.2f}" for m in METHODS)
+            + ". Intervals: 95% t over seeds, paired.")
+    scope = (f"Attention: float32, {se['heads']} heads of {se['head_dim']}, lengths {se['lengths'][0]}-"
+             f"{se['lengths'][-1]}, one CPU thread. Finetuning: SmolLM2-135M, {se['steps']} steps of {se['batch']} x "
+             f"{se['seq_len']} tokens of CPython's documentation, rank-8 adapters on the seven linear layers of every "
+             "block, peak resident memory on CPU.")
+    return Evidence(text, scope)
+
+
+CLAIMS = (Claim("C21", "The efficiency route (FlashAttention, LoRA, QLoRA) makes training and inference much cheaper "
+                "at little or no cost in quality", "07_four_routes", stored_results(sys.modules[__name__]),
+                RULES["C21"], c21_evidence),)
 
 
 if __name__ == "__main__":

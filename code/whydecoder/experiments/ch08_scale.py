@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
+from ..claims import Claim, Evidence, stored_results
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm, prefix_lm
@@ -736,6 +738,70 @@ RULES = {
                  "loss_margin": 0.02}, _c18_decide, seeds=_seeds),
 }
 
+
+
+def _scope(results: dict) -> str:
+    """The sweep's scope in words (C12 and C16 share it)."""
+    settings, n = results["settings"], sizes_n(results)
+    sizes = list(n)
+    return (f"Byte-level models of {n[sizes[0]]:,} to {n[sizes[-1]]:,} non-embedding parameters, "
+            f"{settings['bytes_per_parameter']:g} bytes of CPython's documentation per parameter in "
+            f"{settings['steps']} steps, {len(settings['seeds'])} seeds per size.")
+
+
+def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C16's evidence (the fits, described, and the gate) and scope in words. Defined in
+    the chapter "Scale"."""
+    smallest = list(sizes_n(results))[0]
+    decoder = np.mean(list(measure(results, "decoder", lambda r: r["next_byte"]["mean"])[smallest].values()))
+    fits = {a: extrapolation(results, a, "parameters") for a in ARCHS}
+    described = "; ".join(f"{LABELS[a]}: alpha {f['alpha']:.3f}, error {f['error']:+.3f} "
+                          f"[{f['error_interval'][0]:+.3f}, {f['error_interval'][1]:+.3f}]"
+                          for a, f in fits.items() if f["converged"])
+    text = (f"{verdict.reason}. Described, not judged: power law fitted to all sizes but the largest, predicted "
+            f"minus measured at the largest (nats/byte, bootstrap 95%): {described}. Smallest decoder "
+            f"{decoder:.3f} against the baseline {results['baseline']['nats_per_byte']:.3f}.")
+    return Evidence(text, _scope(results))
+
+
+def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C12's evidence (the lead's slope per decade, described, and the own-objective
+    losses behind the gate) and scope in words. Defined in the chapter "Scale"."""
+    smallest = list(sizes_n(results))[0]
+    slopes = {name: gap_slope(results, read) for name, (read, _) in C12_MEASURES.items()}
+    described = "; ".join(f"{name} {slope} per decade" for name, slope in slopes.items())
+    own = {a: np.mean([r["own_loss"] for r in runs(results, a)[smallest].values()]) for a in ("decoder", "encoder")}
+    text = (f"{verdict.reason}. Described, not judged: slope of the decoder's lead over the masked LM against "
+            f"log10 parameters (95% t over {len(results['settings']['seeds'])} seeds): {described}. Own-objective "
+            f"loss at the smallest size: decoder {own['decoder']:.3f}, masked LM {own['encoder']:.3f}, baseline "
+            f"{results['baseline']['nats_per_byte']:.3f}.")
+    return Evidence(text, _scope(results))
+
+
+def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C18's evidence (the head-to-head's reason, and the other claims' verdicts from the
+    ledger ``rows``) and scope in words. Defined in the chapter "Conclusion"."""
+    from ..conclusion import weigh
+
+    groups = weigh([row for row in rows if row["id"] != "C18"])
+    weighed = "; ".join(f"{len(g)} {o}" for o, g in groups.items() if g)
+    text = (f"{verdict.reason}. The other claims, from the ledger: {weighed}. Intervals: 95% t over "
+            f"{len(results['settings']['seeds'])} seeds, paired.")
+    n = sizes_n(results).values()
+    scope = (f"Byte-level models of {min(n):,} to {max(n):,} non-embedding parameters trained on CPython's "
+             "documentation, each on its own objective; held-out next-byte loss only (no downstream tasks).")
+    return Evidence(text, scope)
+
+
+_LOAD = stored_results(sys.modules[__name__])
+CLAIMS = (
+    Claim("C12", "Next-token prediction is a harder task, so it has a higher ceiling when model and data are large",
+          "08_scale", _LOAD, RULES["C12"], c12_evidence),
+    Claim("C16", "A scaling law verified for decoder-only made scaling it up a safe bet", "08_scale", _LOAD,
+          RULES["C16"], c16_evidence),
+    Claim("C18", "At equal parameters and equal inference cost, decoder-only is the best choice overall (the "
+          "sources' conclusion)", "09_conclusion", _LOAD, RULES["C18"], c18_evidence),
+)
 
 if __name__ == "__main__":
     experiment_main("experiments.ch08_scale", run, RESULTS_DIR)

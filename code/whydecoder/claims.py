@@ -1,0 +1,258 @@
+"""The book's claims as package objects, and the one writer of the claims ledger.
+
+Each claim is declared once, beside the rule that decides it, in the module that owns its
+evidence (an experiment module's ``CLAIMS``; the tree's for C15 and C19): its id, the
+claim in the sources' words, the page that tests it, how its results are loaded, how it is
+judged, and a function that writes its evidence and scope from those results. The
+hand-written columns of the ledger (sources, papers) live in ``data/claim_sources.csv``;
+everything else in ``data/claims.csv`` is generated here:
+
+    python -m whydecoder.claims           # compute every verdict from the stored results, write the ledger
+    python -m whydecoder.claims --check   # exit 1, naming the rows, when the committed ledger differs
+
+Pages display (:func:`show_verdict`); no notebook writes under ``data/``.
+
+Explained in "The claims ledger".
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib
+import io
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .paths import DATA
+from .verdicts import Verdict
+
+LEDGER = DATA / "claims.csv"
+SOURCES = DATA / "claim_sources.csv"
+#: Where a claim's evidence may come from: complete stored full-scale results, or a dataset.
+SCALES = ("full", "dataset")
+#: The claim that is decided last: its evidence weighs the others (the book's question).
+LAST = "C18"
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What a claim's verdict rests on, in words: the evidence (numbers with their
+    intervals) and the scope (what was run), and how the ledger joins them.
+    Defined in "The claims ledger"."""
+
+    text: str
+    scope: str = ""
+    joiner: str = " "
+
+    @property
+    def line(self) -> str:
+        """The ledger's evidence column."""
+        return self.text + (self.joiner + self.scope if self.scope else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One claim: ``id``; ``claim``, in the sources' words (one place: the ledger and the
+    page's verdict box read it here); ``chapter``, the page's folder; ``load``, the results
+    the ledger is computed from (``None`` when they are not stored complete); ``judge``,
+    results to :class:`~whydecoder.verdicts.Verdict` (the claim's rule); ``evidence``,
+    ``(results, verdict, rows)`` to :class:`Evidence` (``rows``: the ledger's other rows,
+    which only the book's question reads); ``scale``: what the evidence rests on
+    (:data:`SCALES`). Defined in "The claims ledger"."""
+
+    id: str
+    claim: str
+    chapter: str
+    load: Callable[[], dict | None]
+    judge: Callable[[dict], Verdict]
+    evidence: Callable[..., Evidence]
+    scale: str = "full"
+
+    def __post_init__(self):
+        if not (isinstance(self.id, str) and len(self.id) == 3 and self.id.startswith("C") and self.id[1:].isdigit()):
+            raise ValueError(f"claim id must look like 'C01', got {self.id!r}")
+        if not isinstance(self.claim, str) or not self.claim.strip() or "\n" in self.claim:
+            raise ValueError(f"{self.id}: the claim must be one non-empty line, got {self.claim!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"{self.id}: scale {self.scale!r} is not one of {SCALES}")
+        for name in ("load", "judge", "evidence"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"{self.id}: {name} must be a function, got {getattr(self, name)!r}")
+
+    @property
+    def rule(self):
+        """The claim's :class:`~whydecoder.verdicts.Rule` (its judge), for the verdict box."""
+        return self.judge
+
+    def decide(self, results: dict, rows: list[dict] | None = None) -> tuple[Verdict, Evidence]:
+        """The verdict and its evidence on ``results`` (stored or a smoke run's)."""
+        verdict = self.judge(results)
+        evidence = self.evidence(results, verdict, rows or [])
+        if not isinstance(evidence, Evidence):
+            raise TypeError(f"{self.id}: evidence returned {type(evidence).__name__}, not an Evidence")
+        return verdict, evidence
+
+
+def stored_results(module) -> Callable[[], dict | None]:
+    """A ``load`` for :class:`Claim`: the experiment module's complete stored full-scale
+    results, or ``None``. Defined in "The claims ledger"."""
+
+    def load():
+        stored = module.load_complete()
+        return stored["results"] if stored else None
+
+    return load
+
+
+#: The modules that declare claims (``CLAIMS``), in the order of the book.
+OWNERS = ("whydecoder.tree", "whydecoder.tree_structure") + tuple(
+    f"whydecoder.experiments.{name}" for name in (
+        "ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch05_icl", "ch05_nbce",
+        "ch06_efficiency", "ch07_architecture", "ch07_efficiency_route", "ch08_scale"))
+
+
+def all_claims() -> dict[str, Claim]:
+    """``{id: Claim}`` of every claim the package declares, by id; a claim declared twice
+    is refused. Defined in "The claims ledger"."""
+    found: dict[str, Claim] = {}
+    for owner in OWNERS:
+        for claim in getattr(importlib.import_module(owner), "CLAIMS", ()):
+            if claim.id in found:
+                raise ValueError(f"claim {claim.id} is declared twice (again in {owner})")
+            found[claim.id] = claim
+    return dict(sorted(found.items()))
+
+
+def get(claim_id: str) -> Claim:
+    """One declared claim. Defined in "The claims ledger"."""
+    claims = all_claims()
+    if claim_id not in claims:
+        raise ValueError(f"unknown claim {claim_id!r}; declared: {', '.join(claims)}")
+    return claims[claim_id]
+
+
+def read_sources(path: str | Path = SOURCES) -> dict[str, dict]:
+    """``{id: {"sources", "papers"}}``: the ledger's hand-written columns. Defined in "The
+    claims ledger"."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or tuple(rows[0]) != ("id", "sources", "papers"):
+        raise ValueError(f"{path}: expected the columns id, sources, papers")
+    out = {}
+    for line, row in enumerate(rows, start=2):
+        if None in row or row["id"] in out:
+            raise ValueError(f"{path}, line {line}: a malformed or repeated row {row!r}")
+        out[row["id"]] = {"sources": row["sources"], "papers": row["papers"]}
+    return out
+
+
+def compute_ledger(claims: dict[str, Claim] | None = None, sources: dict | None = None) -> list[dict]:
+    """Every ledger row, computed from the stored results (and datasets): the book's
+    question last, since its evidence weighs the others. A claim whose results are not
+    stored complete is refused by name: the ledger never rests on a smoke run. Defined in
+    "The claims ledger"."""
+    from .ledger import COLUMNS, validate_ledger
+
+    claims = all_claims() if claims is None else claims
+    sources = read_sources() if sources is None else sources
+    missing = sorted(set(claims) ^ set(sources))
+    if missing:
+        raise ValueError(f"claims {missing} are declared in the package or in {SOURCES.name}, not in both")
+    rows: dict[str, dict] = {}
+    for claim_id in sorted(claims, key=lambda c: (c == LAST, c)):
+        claim = claims[claim_id]
+        results = claim.load()
+        if results is None:
+            raise ValueError(f"{claim_id}: no complete stored results to judge it on; run its full scale first")
+        verdict, evidence = claim.decide(results, [rows[c] for c in sorted(rows)])
+        rows[claim_id] = {"id": claim_id, "claim": claim.claim, **sources[claim_id], "chapter": claim.chapter,
+                          "verdict": verdict.outcome, "evidence": evidence.line}
+    out = [{column: rows[c][column] for column in COLUMNS} for c in sorted(rows)]
+    validate_ledger(out)
+    return out
+
+
+def render(rows: list[dict]) -> str:
+    """The ledger's CSV text. Defined in "The claims ledger"."""
+    from .ledger import COLUMNS
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def differences(committed: str, computed: str) -> list[str]:
+    """One line per ledger row that differs (``C13: verdict supported -> nuanced``).
+    Defined in "The claims ledger"."""
+    def by_id(text):
+        return {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
+
+    old, new = by_id(committed), by_id(computed)
+    out = []
+    for claim_id in sorted(set(old) | set(new)):
+        if claim_id not in old or claim_id not in new:
+            out.append(f"{claim_id}: {'added' if claim_id in new else 'removed'}")
+            continue
+        for column, value in new[claim_id].items():
+            if old[claim_id].get(column) != value:
+                out.append(f"{claim_id}: {column} {old[claim_id].get(column)!r} -> {value!r}"[:400])
+    if not out and committed != computed:
+        out.append("the rows are the same but the file's text differs (order, quoting or line endings)")
+    return out
+
+
+def show_verdict(claim_id: str, results: dict, verdict: Verdict | None = None) -> str:
+    """The verdict box of one claim on ``results`` (stored or a smoke run's), as HTML: the
+    claim's words, the rule, the verdict, the evidence and the scope, all from the package
+    (``verdict``: the page's own, when it already decided it, so as not to decide twice).
+    Defined in "The claims ledger"."""
+    from .ledger import read_ledger
+    from .report import verdict_box
+
+    claim = get(claim_id)
+    rows = [row for row in read_ledger() if row["id"] != claim_id] if claim_id == LAST else []
+    if verdict is None:
+        verdict, evidence = claim.decide(results, rows)
+    else:
+        evidence = claim.evidence(results, verdict, rows)
+    return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope)
+
+
+def main(argv=None) -> int:
+    """``python -m whydecoder.claims [--check]``. Defined in "The claims ledger"."""
+    from .storage import atomic_write_text
+
+    parser = argparse.ArgumentParser(prog="python -m whydecoder.claims", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="compare the committed ledger with the computed one and exit 1 when they differ")
+    args = parser.parse_args(argv)
+    try:
+        computed = render(compute_ledger())
+    except ValueError as err:
+        parser.error(str(err))
+    committed = LEDGER.read_text(encoding="utf-8") if LEDGER.exists() else ""
+    if args.check:
+        diff = differences(committed, computed)
+        if diff:
+            print(f"{LEDGER} differs from the verdicts computed from the stored results "
+                  "(run python -m whydecoder.claims and commit it):", file=sys.stderr)
+            for line in diff:
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        print(f"{LEDGER.name}: {computed.count(chr(10)) - 1} claims, as computed")
+        return 0
+    if computed != committed:
+        atomic_write_text(LEDGER, computed)
+        print(f"wrote {LEDGER}")
+    else:
+        print(f"{LEDGER} already holds these verdicts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

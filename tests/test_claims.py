@@ -1,0 +1,88 @@
+"""The claims as package objects and the ledger's one writer: every claim declared once,
+in the package; the ledger computed from stored results only; --check names the rows that
+differ; no notebook writes the ledger."""
+
+import json
+
+import pytest
+
+from whydecoder import claims
+from whydecoder.claims import Claim, Evidence
+from whydecoder.ledger import COLUMNS, read_ledger
+from whydecoder.paths import ROOT
+from whydecoder.verdicts import Verdict
+
+
+def test_every_ledger_claim_is_declared_once_in_the_package():
+    declared = claims.all_claims()
+    ledger = {row["id"]: row for row in read_ledger()}
+    assert sorted(declared) == sorted(ledger) == sorted(claims.read_sources())
+    for claim_id, claim in declared.items():
+        assert claim.claim == ledger[claim_id]["claim"], claim_id  # the words live in the package, once
+        assert claim.chapter == ledger[claim_id]["chapter"], claim_id
+
+
+def test_no_notebook_writes_under_data():
+    for path in sorted(ROOT.glob("chapters/*/*.ipynb")) + sorted(ROOT.glob("book/*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        for writer in ("record_verdict", "atomic_write", "save_result", "to_csv(", "write_text("):
+            assert writer not in code, f"{path.relative_to(ROOT)} calls {writer}"
+
+
+def _fake(claim_id, outcome="supported", stored=True, line="fine"):
+    return Claim(claim_id, f"claim {claim_id}", "01_x", (lambda: {"x": 1.0}) if stored else (lambda: None),
+                 lambda results: Verdict(outcome, "because"),
+                 lambda results, verdict, rows: Evidence(f"{line} ({len(rows)} before)", "scope"))
+
+
+def test_the_ledger_is_computed_from_stored_results_with_the_question_last():
+    fake = {"C18": _fake("C18"), "C01": _fake("C01", "refuted"), "C02": _fake("C02")}
+    sources = {c: {"sources": "000", "papers": "p"} for c in fake}
+    rows = claims.compute_ledger(fake, sources)
+    assert [r["id"] for r in rows] == ["C01", "C02", "C18"]
+    assert tuple(rows[0]) == COLUMNS
+    assert rows[0]["verdict"] == "refuted" and rows[0]["evidence"] == "fine (0 before) scope"
+    assert rows[2]["evidence"] == "fine (2 before) scope"  # the question weighs every other row
+    with pytest.raises(ValueError, match="C02: no complete stored results"):
+        claims.compute_ledger(dict(fake, C02=_fake("C02", stored=False)), sources)
+    with pytest.raises(ValueError, match=r"\['C03'\] are declared in the package or in"):
+        claims.compute_ledger(fake, dict(sources, C03={"sources": "", "papers": ""}))
+
+
+def test_check_names_the_rows_that_differ():
+    fake = {"C01": _fake("C01"), "C18": _fake("C18")}
+    sources = {c: {"sources": "000", "papers": "p"} for c in fake}
+    committed = claims.render(claims.compute_ledger(fake, sources))
+    changed = claims.render(claims.compute_ledger(dict(fake, C01=_fake("C01", "nuanced")), sources))
+    assert claims.differences(committed, committed) == []
+    assert claims.differences(committed, changed) == ["C01: verdict 'supported' -> 'nuanced'"]
+    assert claims.differences(committed, changed.replace("\n", "\r\n"))[0].startswith("C01")
+    assert "the file's text differs" in claims.differences(committed, committed.replace("\n", "\r\n"))[0]
+
+
+def test_the_command_checks_the_committed_ledger(monkeypatch, capsys, tmp_path):
+    fake = {"C01": _fake("C01"), "C18": _fake("C18")}
+    sources = {c: {"sources": "000", "papers": "p"} for c in fake}
+    monkeypatch.setattr(claims, "all_claims", lambda: fake)
+    monkeypatch.setattr(claims, "read_sources", lambda path=None: sources)
+    monkeypatch.setattr(claims, "LEDGER", tmp_path / "claims.csv")
+    assert claims.main([]) == 0 and (tmp_path / "claims.csv").exists()
+    assert claims.main(["--check"]) == 0
+    fake["C01"] = _fake("C01", "refuted")
+    assert claims.main(["--check"]) == 1
+    assert "C01: verdict 'supported' -> 'refuted'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("id", "C1", "look like 'C01'"), ("claim", " ", "one non-empty line"), ("scale", "smoke", "not one of"),
+    ("judge", 3, "must be a function"),
+])
+def test_a_claim_is_declared_well_or_refused(field, value, message):
+    good = dict(id="C01", claim="a claim", chapter="01_x", load=dict, judge=print, evidence=print)
+    with pytest.raises((ValueError, TypeError), match=message):
+        Claim(**(good | {field: value}))
+
+
+def test_an_unknown_claim_is_named():
+    with pytest.raises(ValueError, match="unknown claim 'C99'"):
+        claims.get("C99")
