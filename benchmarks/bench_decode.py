@@ -21,10 +21,10 @@ import json
 import torch
 
 from whydecoder.accounting import kv_cache_bytes, parameter_count
-from whydecoder.experiments.ch06_efficiency import median_seconds
 from whydecoder.generate import generate
 from whydecoder.llama_gguf import llama_from_tensors, read_llama_gguf, transformers_llama
 from whydecoder.serving import copy_bandwidth
+from whydecoder.timing import median_seconds
 
 
 @torch.no_grad()

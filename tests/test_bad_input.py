@@ -15,13 +15,12 @@ import pytest
 import torch
 
 from conftest import small_config
-from whydecoder import ledger, palette, papers, plots, probes, rank, report, text, tree, tree_structure
+from whydecoder import ledger, palette, papers, plots, probes, rank, report, text, timing, tree, tree_structure
 from whydecoder.experiments import (
     ch03_conditional,
     ch03_nope,
     ch03_unmasking,
     ch05_icl,
-    ch06_efficiency,
     ch07_architecture,
     ch08_scale,
 )
@@ -316,6 +315,6 @@ def test_scoring_helpers_refuse_bad_input(decoder):
     with pytest.raises(ValueError, match="NaN"):
         ch03_nope.position_probe_r2(states, torch.full((2, 5, 4), math.nan))
     with pytest.raises(ValueError, match="repeats"):
-        ch06_efficiency.median_seconds(lambda: None, 0)
+        timing.median_seconds(lambda: None, 0)
     with pytest.raises(ValueError, match="one prediction per task"):
         ch05_icl.error_curve(lambda x, y, q: q[:1, 0], 2, 2, n_tasks=5)

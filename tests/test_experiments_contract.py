@@ -11,7 +11,8 @@ import pytest
 import whydecoder.experiments as experiments
 from whydecoder.ledger import read_ledger
 from whydecoder.paths import DATA
-from whydecoder.results import judged_by, load_result
+from whydecoder.provenance import judged_by
+from whydecoder.results import load_result
 from whydecoder.verdicts import Rule, fingerprints
 
 FOUND = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from whydecoder.command import experiment_main
 from whydecoder.results import (
     check_writable,
-    experiment_main,
     load_complete,
     load_result,
     merge_results,

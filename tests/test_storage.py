@@ -13,19 +13,13 @@ import time
 
 import pytest
 
+import whydecoder.command as command
 import whydecoder.results as results
 from whydecoder import sweep
+from whydecoder.command import experiment_main
 from whydecoder.fingerprint import call_tree, fingerprint, fingerprints
-from whydecoder.results import (
-    code_changes,
-    experiment_main,
-    load_complete,
-    load_result,
-    merge_results,
-    only_sections,
-    run_sections,
-    save_result,
-)
+from whydecoder.provenance import code_changes
+from whydecoder.results import load_complete, load_result, merge_results, only_sections, run_sections, save_result
 from whydecoder.storage import Busy, dumps_strict, exclusive, lock_path
 from whydecoder.verdicts import Rule, Verdict
 
@@ -404,7 +398,7 @@ def _bad_inputs():
         ("save_result(list)", lambda: save_result("/nonexistent/x.json", [1], "x"), TypeError, "results must be a dict"),
         ("save_result(no command)", lambda: save_result("/nonexistent/x.json", {}, " "), ValueError, "command must"),
         ("load_result(folder)", lambda: load_result("/"), ValueError, "is not a results file"),
-        ("experiment_command(scale)", lambda: results.experiment_command("m", "huge", None), ValueError,
+        ("experiment_command(scale)", lambda: command.experiment_command("m", "huge", None), ValueError,
          "unknown scale 'huge'"),
         ("per_seed_sections(no seeds)", lambda: results.per_seed_sections(["a"], [], print), ValueError,
          "at least one name and one seed"),

@@ -43,7 +43,7 @@ def test_limit_threads_reaches_torch_and_child_processes():  # conftest restores
 
 
 def test_full_scale_commands_take_a_thread_count(tmp_path):
-    from whydecoder.results import experiment_main
+    from whydecoder.command import experiment_main
 
     seen = {}
     experiment_main("demo", lambda scale, out: seen.update(threads=torch.get_num_threads(), scale=scale),

@@ -128,7 +128,8 @@ def test_corpus_and_chunks():
 def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from whydecoder.results import load_complete, run_sections, stored_or_run
+    from whydecoder.pages import stored_or_run
+    from whydecoder.results import load_complete, run_sections
 
     calls = []
 
@@ -153,7 +154,8 @@ def test_stored_or_run_prefers_complete_stored_results(tmp_path, capsys):
 def test_stored_or_run_reports_a_corrupt_file_by_name_before_the_smoke_run(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from whydecoder.results import load_complete, run_sections, stored_or_run
+    from whydecoder.pages import stored_or_run
+    from whydecoder.results import load_complete, run_sections
 
     (tmp_path / "full.json").write_text('{"provenance": {"comm')
     order = []

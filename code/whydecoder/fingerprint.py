@@ -291,9 +291,10 @@ def fingerprint(*roots, extra=None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-#: The machinery that stores and joins results: walked through, not recorded, when
-#: fingerprinting the code that computes a section (:func:`fingerprints`' ``machinery``).
-MACHINERY = ("whydecoder.results", "whydecoder.storage", "whydecoder.fingerprint", "whydecoder.sweep", "whydecoder.verdicts")
+#: The machinery that stores, joins, shows and judges results: walked through, not recorded,
+#: when fingerprinting the code that computes a section (:func:`fingerprints`' ``machinery``).
+MACHINERY = ("whydecoder.results", "whydecoder.storage", "whydecoder.provenance", "whydecoder.command",
+             "whydecoder.pages", "whydecoder.fingerprint", "whydecoder.sweep", "whydecoder.verdicts")
 
 
 def fingerprints(named: dict, extra=None, machinery: bool = False, trees: dict | None = None) -> dict[str, str]:

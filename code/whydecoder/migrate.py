@@ -37,7 +37,8 @@ import tempfile
 from pathlib import Path
 
 from .paths import ROOT
-from .results import git_commit, judged_by, load_result, planned_sections, section_makers
+from .provenance import git_commit, judged_by
+from .results import load_result, planned_sections, section_makers
 from .storage import atomic_write_text, dumps_strict, exclusive, loads_strict
 
 #: Run in a separate interpreter on a copy of an old commit: its rules decide on stored results.

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 import torch
 
+from .attention import Attention
 from .masks import attention_mask
+
+if TYPE_CHECKING:
+    from .model import Transformer
+
+#: The book's rank yardstick: an n x n matrix is numerically low-rank when its float32
+#: numerical rank is below this fraction of n.
+LOW_RANK_FRACTION = 0.9
 
 
 def _count(name: str, value, low: int | None = 1) -> None:
@@ -255,3 +264,42 @@ def collapse_curve(variant: str, causal: bool, depth: int, n: int = 32, d: int =
             x = x + torch.relu(layer_norm(x, (d,)) @ w1) @ w2
         ratios.append(rank_one_residual(x))
     return ratios
+
+
+def matrix_stats(p: torch.Tensor) -> dict:
+    """Rank statistics of one attention matrix (numerical rank at its own precision).
+
+    Defined in the chapter "The low-rank argument, tested".
+    """
+    s = singular_values(p)
+    return {
+        "numerical_rank": numerical_rank(p),
+        "effective_rank": effective_rank(p),
+        "condition": condition_number(p),
+        "min_diagonal": float(p.diagonal().min()),
+        "n": p.shape[0],
+        "spectrum_head": (s / s[0]).tolist()[:: max(1, p.shape[0] // 32)],
+    }
+
+
+def attention_maps(model: Transformer, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's attention probabilities ``(heads, n, n)`` for one sequence ``(1, n)``.
+
+    Defined in the chapter "The low-rank argument, tested".
+    """
+    attns = [m for m in model.modules() if isinstance(m, Attention) and not m.cross]
+    for m in attns:
+        m.keep_weights = True
+    try:
+        with torch.no_grad():
+            model(tokens)
+        return [m.weights[0] for m in attns]
+    finally:
+        for m in attns:
+            m.keep_weights, m.weights = False, None
+
+
+def is_low_rank(row: dict) -> bool:
+    """The yardstick: numerical rank below :data:`LOW_RANK_FRACTION` of ``n``.
+    Defined in the chapter "The low-rank argument, tested"."""
+    return row["numerical_rank"] < LOW_RANK_FRACTION * row["n"]

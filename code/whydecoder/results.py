@@ -1,4 +1,4 @@
-"""Stored results and where they came from.
+"""Stored results: written, resumed, joined, checked complete.
 
 Every stored full-scale result carries the command, the git commit and the device that
 made it, and for each section the fingerprint of the code that computed it (its call tree
@@ -14,77 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import datetime
-import html
 import json
 import os
-import platform
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from .paths import ROOT, RUNS
-from .storage import Busy, atomic_write_bytes, atomic_write_text, dumps_strict, exclusive, loads_strict
-
-__all__ = ["atomic_write_bytes", "atomic_write_text", "Busy"]  # re-exported: the writers' one home is storage
-
-
-def git_commit(repo: str | os.PathLike | None = None) -> str:
-    """The current commit of the book's repository (``"unknown"`` outside git).
-
-    Defined in "How to read this book".
-    """
-    repo = Path(repo) if repo is not None else ROOT
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        # results under data/ are what a run writes, not the code that made them: they do not count as dirty
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
-                               cwd=repo, capture_output=True, text=True)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def device_description(device: str | torch.device = "cpu") -> str:
-    """A human-readable name of the device a run used. Defined in "How to read this book"."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
-
-
-def code_fingerprint() -> str:
-    """A short hash of the package's source (every ``.py`` file of ``whydecoder``): stored
-    with each section, so that a run is never resumed under other code.
-
-    Defined in "How to read this book".
-    """
-    import hashlib
-
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for file in sorted(package.rglob("*.py")):
-        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def provenance(command: str, device: str | torch.device = "cpu") -> dict:
-    """Where a result came from: command, commit, device, date, Python and torch versions.
-
-    Defined in "How to read this book".
-    """
-    return {
-        "command": command,
-        "commit": git_commit(),
-        "device": device_description(device),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
+from .provenance import code_fingerprint, judged_by, provenance
+from .storage import atomic_write_text, dumps_strict, exclusive, loads_strict
 
 
 def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu",
@@ -383,36 +322,7 @@ def per_seed_sections(names, seeds, one_run) -> dict:
     return {name: (lambda name=name: [one_run(name, seed) for seed in seeds]) for name in names}
 
 
-def experiment_command(module: str, scale: str, out) -> str:
-    """The command line that reproduces a run, as stored in its provenance: the output
-    path relative to the repository, and left out when it is the default one.
-    Defined in "How to read this book"."""
-    from .scale import SCALES
-
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
-    command = f"python -m whydecoder.{module} --scale {scale}"
-    if not out:
-        return command
-    out = Path(out).resolve()
-    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    default = scale == "full" and shown.parent.parent == Path("data") and shown.name == "full.json"
-    return command if default else f"{command} --out {shown}"
-
-
 PROVENANCE_KEYS = ("command", "commit", "device", "date")
-
-
-def judged_by(stored: dict) -> dict[str, str]:
-    """``{claim: fingerprint}`` of the rules the stored results stand under: the ones
-    stored with their settings, carried through each migration recorded in their
-    provenance (:mod:`whydecoder.migrate`). Defined in "How to read this book"."""
-    rules = dict((stored["results"].get("settings") or {}).get("rules") or {})
-    for migration in stored["provenance"].get("migrations") or []:
-        for claim, change in (migration.get("rules") or {}).items():
-            if rules.get(claim) == change.get("from"):
-                rules[claim] = change.get("to")
-    return rules
 
 
 def incomplete_because(stored: dict, sections, settings: dict | None = None) -> str | None:
@@ -448,36 +358,6 @@ def incomplete_because(stored: dict, sections, settings: dict | None = None) -> 
     return None
 
 
-def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None) -> str | None:
-    """A sentence saying which stored sections were made by code other than today's
-    (``makers``: the current fingerprint of each section's code; ``trees``: their digests,
-    to name what changed), or ``None`` when every section was made by today's code.
-    Defined in "How to read this book"."""
-    from .fingerprint import changed as changed_names
-
-    made = stored["provenance"].get("sections") or {}
-    names = [name for name in stored["results"] if name != "settings"]
-    unknown = [n for n in names if not (made.get(n) or {}).get("maker")]
-    changed = [n for n in names if n not in unknown and made[n]["maker"] != makers.get(n)]
-    if not unknown and not changed:
-        return None
-    parts = []
-    if changed:
-        then = (stored["provenance"].get("maker_trees") or {}).get(made[changed[0]]["maker"])
-        now = (trees or {}).get(makers.get(changed[0]))
-        what = ""
-        if then is not None and now is not None:
-            names_changed = changed_names(then, now)
-            what = (f"; what changed: {', '.join(names_changed[:6])}"
-                    f"{f' and {len(names_changed) - 6} more' if len(names_changed) > 6 else ''}")
-        parts.append(f"{len(changed)} of its {len(names)} sections were made by code that has changed since "
-                     f"(e.g. {changed[0]!r}{what})")
-    if unknown:
-        parts.append(f"for {len(unknown)} of its {len(names)} sections the code that made them was not recorded, "
-                     "so whether it has changed cannot be told")
-    return "; ".join(parts) + "."
-
-
 def load_complete(path: str | os.PathLike, sections, settings: dict | None = None) -> dict | None:
     """The stored payload at ``path`` if it holds every one of ``sections``, non-empty,
     with its provenance and (when given) the current ``settings``; else ``None``. A file
@@ -497,142 +377,3 @@ def load_complete(path: str | os.PathLike, sections, settings: dict | None = Non
     return stored
 
 
-def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
-    """The command line of a chapter's experiments: ``python -m whydecoder.<module>
-    [--scale smoke|full] [--out FILE]``; stores to ``results_dir/<scale>.json`` by default.
-
-    Defined in "How to read this book".
-    """
-    import argparse
-
-    from .scale import current_scale
-
-    parser = argparse.ArgumentParser(prog=f"python -m whydecoder.{module}",
-                                     description=f"Run and store the experiments of whydecoder.{module}.")
-    parser.add_argument("--scale", choices=("smoke", "full"), default=None)
-    parser.add_argument("--out", default=None,
-                        help="where to store the results (JSON; default data/<chapter>/full.json at full "
-                             "scale, runs/<module>/smoke.json at smoke scale)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op CPU threads (default 1: the book's small models train fastest "
-                             "single-threaded, and two runs side by side then share two cores)")
-    parser.add_argument("--sections", nargs="+", default=None, metavar="SECTION",
-                        help="the sections to compute (the rest are left out; quote a name with spaces or commas), "
-                             "so that one run can be split across processes, each with its own --out")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="PART",
-                        help="join stored parts made with --sections into --out (or the default file) and exit")
-    parser.add_argument("--replace", action="store_true",
-                        help="start again: replace the results already stored in --out (without it, a run only "
-                             "resumes or extends them, and a merge only adds to them)")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
-    from .threads import limit_threads
-
-    limit_threads(args.threads)
-    scale = current_scale(args.scale)
-    if args.out is not None and not args.out.strip():
-        parser.error("--out must name a file, got an empty string")
-    if args.out is not None:
-        out = Path(args.out)
-    elif scale == "full":
-        out = Path(results_dir) / "full.json"
-    else:  # smoke results are not the book's: keep them out of data/
-        out = RUNS / module / "smoke.json"
-    try:
-        check_writable(out)
-    except (OSError, ValueError) as err:
-        parser.error(str(err))
-    try:
-        if args.merge:
-            sections, settings = planned_sections(run, scale)
-            merge_results(args.merge, out, experiment_command(module, scale, args.out), settings=settings,
-                          makers=section_makers(sections), replace=args.replace)
-        else:
-            if args.replace and out.exists():
-                with exclusive(out, "replacing"):
-                    load_result(out)  # only a results file is removed
-                    out.unlink()
-            with only_sections(args.sections) if args.sections is not None else contextlib.nullcontext():
-                run(scale, out)
-    except (ValueError, Busy) as err:
-        parser.error(str(err))
-    print(f"stored {out}")
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "IPKernelApp" in shell.config
-
-
-def _say_provenance(command: str, commit: str, date: str, device: str, notes=()) -> None:
-    """Where a page's numbers come from: a :func:`whydecoder.report.note_html` on the page
-    in a notebook, short lines elsewhere; ``notes``: further sentences (code changed since,
-    migrations)."""
-    if _in_notebook():
-        from IPython.display import display
-
-        from .report import note_html
-
-        display(note_html(f"Stored full-scale results, made by <code>{html.escape(command)}</code> "
-                          f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
-                          f"{html.escape(device)}." + "".join(f" {html.escape(n)}" for n in notes)))
-        return
-    print("stored full-scale results, made by")
-    print(" ", command)
-    print("  commit", commit, "on", date)
-    print("  device", device)
-    for note in notes:
-        print(" ", note)
-
-
-def provenance_notes(stored: dict, experiment) -> list[str]:
-    """Sentences for a page's provenance note: whether the stored sections were made by
-    today's code (:func:`code_changes`), and each migration of its rules recorded since.
-    Defined in "How to read this book"."""
-    notes = []
-    trees: dict = {}
-    changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
-    if changes:
-        notes.append(f"Made by code other than today's: {changes[0].lower()}{changes[1:]}")
-    for m in stored["provenance"].get("migrations") or []:
-        if m.get("rules"):
-            claims = ", ".join(sorted(m["rules"]))
-            notes.append(f"The rule of {claims} changed after these results were judged ({m.get('why', '')}); "
-                         f"decided with the rules of commit {str(m.get('from_commit', ''))[:12]} and with today's "
-                         f"on these results, every verdict is identical.")
-    return notes
-
-
-def stored_or_run(experiment, scale: str | None = None, progress: bool = False) -> tuple[dict, bool]:
-    """What a chapter shows for one experiment module (one with ``run``, ``load_complete``
-    and ``RESULTS_DIR``): the stored full-scale results if they are complete, else a run at
-    ``scale`` (at full scale storing into ``RESULTS_DIR/full.json`` and resuming from it),
-    and whether they are the stored ones. At smoke scale nothing runs when the stored
-    results are complete: the page shows them, and the module's own tests run its smoke
-    scale. Says where the numbers come from (a note on the page in a notebook). Defined in "How to read this book".
-    """
-    from .scale import current_scale
-
-    scale = current_scale(scale)
-    out = Path(experiment.RESULTS_DIR) / "full.json" if scale == "full" else None
-    stored = experiment.load_complete() if out is None else None
-    measured = None if stored else experiment.run(scale, out=out, progress=progress)
-    if out is not None:
-        stored = experiment.load_complete()
-    if stored:
-        prov = stored["provenance"]
-        # a run made in another checkout stored its default output path in full: show the command as it reads here
-        command = re.sub(r" --out \S*/data/[\w-]+/full\.json$", "", prov["command"])
-        name = getattr(experiment, "__name__", "")
-        current = f"python -m {name} --scale full"
-        if name.startswith("whydecoder.") and command != current:
-            command = f"{current} (stored as: {command}, before the experiments moved)"
-        _say_provenance(command, prov["commit"][:12], prov["date"], prov["device"], provenance_notes(stored, experiment))
-        return stored["results"], True
-    print("no stored full-scale results: showing this run's", scale, "numbers")
-    return measured, False

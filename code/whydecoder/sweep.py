@@ -139,7 +139,7 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
     results ``out`` holds that it would not keep. The folder is held by one sweep at a
     time; parts are named so that they cannot collide, and checked for the current
     settings and code before anything runs. Defined in the chapter "Scale"."""
-    from .scale import current_scale
+    from .run_scale import current_scale
 
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .model import Transformer
 from .objectives import Batch, batch_loss
-from .results import atomic_write_bytes
+from .storage import atomic_write_bytes
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -265,3 +265,26 @@ def evaluate(model: Transformer, batches: list[Batch], loss_fn=batch_loss) -> fl
     if not weight:
         raise ValueError("the batches hold no target token to evaluate")
     return total / weight
+
+
+@torch.no_grad()
+def exact_match(model: Transformer, batches: list[Batch]) -> float:
+    """Fraction of examples whose whole target is the argmax at every target position
+    (teacher forcing), i.e. whose greedy decoding would be exactly right.
+
+    Defined in the chapter "Encoder vs decoder at equal parameters".
+    """
+    if not isinstance(batches, (list, tuple)) or not batches or not all(isinstance(b, Batch) for b in batches):
+        raise ValueError(f"batches must be a non-empty list of Batch, got {type(batches).__name__}"
+                         + (f" of {len(batches)}" if isinstance(batches, (list, tuple)) else ""))
+    model.eval()
+    hits = total = 0
+    for i, b in enumerate(batches):
+        pred = model(b.tokens, **b.model_inputs()).argmax(-1)
+        if not pred.shape == b.targets.shape == b.loss_mask.shape:
+            raise ValueError(f"batch {i}: predictions {tuple(pred.shape)}, targets {tuple(b.targets.shape)} and loss "
+                             f"mask {tuple(b.loss_mask.shape)} must have one shape (no broadcasting)")
+        ok = ((pred == b.targets) | ~b.loss_mask).all(dim=1)
+        hits += int(ok.sum())
+        total += len(ok)
+    return hits / total

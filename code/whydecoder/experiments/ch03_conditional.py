@@ -20,15 +20,16 @@ import torch
 
 from ..accounting import forward_flops, parameter_count
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, prefix_lm
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline
-from ..train import RunSizes, evaluate, train
+from ..train import RunSizes, evaluate, exact_match, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("conditional")
@@ -84,29 +85,6 @@ def task_batch(task: str, arch: str, batch: int, context: int, target: int, gene
         rows, prefix = addition_batch(batch, target, generator)
         return prefix_lm(rows, arch, prefix)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-
-
-@torch.no_grad()
-def exact_match(model: Transformer, batches: list[Batch]) -> float:
-    """Fraction of examples whose whole target is the argmax at every target position
-    (teacher forcing), i.e. whose greedy decoding would be exactly right.
-
-    Defined in the chapter "Encoder vs decoder at equal parameters".
-    """
-    if not isinstance(batches, (list, tuple)) or not batches or not all(isinstance(b, Batch) for b in batches):
-        raise ValueError(f"batches must be a non-empty list of Batch, got {type(batches).__name__}"
-                         + (f" of {len(batches)}" if isinstance(batches, (list, tuple)) else ""))
-    model.eval()
-    hits = total = 0
-    for i, b in enumerate(batches):
-        pred = model(b.tokens, **b.model_inputs()).argmax(-1)
-        if not pred.shape == b.targets.shape == b.loss_mask.shape:
-            raise ValueError(f"batch {i}: predictions {tuple(pred.shape)}, targets {tuple(b.targets.shape)} and loss "
-                             f"mask {tuple(b.loss_mask.shape)} must have one shape (no broadcasting)")
-        ok = ((pred == b.targets) | ~b.loss_mask).all(dim=1)
-        hits += int(ok.sum())
-        total += len(ok)
-    return hits / total
 
 
 @dataclass(frozen=True)

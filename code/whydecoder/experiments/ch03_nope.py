@@ -25,20 +25,15 @@ from pathlib import Path
 import torch
 
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm
 from ..paths import results_dir
 from ..probes import permutation_gap
-from ..results import (
-    experiment_command,
-    experiment_main,
-    judged_settings,
-    per_seed_sections,
-    run_sections,
-)
+from ..results import judged_settings, per_seed_sections, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline, with_bos
 from ..train import RunSizes, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval

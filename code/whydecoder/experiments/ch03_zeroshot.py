@@ -31,17 +31,17 @@ from pathlib import Path
 import torch
 
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, prefix_lm, span_corruption
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, per_seed_sections, run_sections
+from ..results import judged_settings, per_seed_sections, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens
-from ..train import RunSizes, TrainConfig, evaluate, train
+from ..train import RunSizes, TrainConfig, evaluate, exact_match, train
 from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
-from .ch03_conditional import exact_match
 
 RESULTS_DIR = results_dir("zeroshot")
 TOK = ByteTokenizer()

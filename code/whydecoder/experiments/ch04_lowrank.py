@@ -34,36 +34,34 @@ import torch
 from tqdm import tqdm
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_mlp_width, parameter_count
-from ..attention import Attention
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import full_lm, masked_lm
 from ..paths import results_dir
 from ..rank import (
     COLLAPSE_VARIANTS,
+    LOW_RANK_FRACTION,
+    attention_maps,
     collapse_curve,
-    condition_number,
-    effective_rank,
     fit_attention,
+    is_low_rank,
+    matrix_stats,
     numerical_rank,
     random_attention,
     random_stochastic,
     rank_one_residual,
-    singular_values,
 )
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("lowrank")
 SECTIONS = ("baseline", "spectra", "fitting", "collapse", "heads", "trained", "collapse_trained")
-#: The book's rank yardstick: an n x n matrix is numerically low-rank when its float32
-#: numerical rank is below this fraction of n.
-LOW_RANK_FRACTION = 0.9
 TOK = ByteTokenizer()
 
 
@@ -110,22 +108,6 @@ SETTINGS = {
                             collapse_depth=16, lm_width=128, lm_heads=(1, 8), fixed_head=32, lm_layers=2,
                             lm_seq=128, lm_batch=16, lm_steps=800, attn_n=128),
 }
-
-
-def matrix_stats(p: torch.Tensor) -> dict:
-    """Rank statistics of one attention matrix (numerical rank at its own precision).
-
-    Defined in the chapter "The low-rank argument, tested".
-    """
-    s = singular_values(p)
-    return {
-        "numerical_rank": numerical_rank(p),
-        "effective_rank": effective_rank(p),
-        "condition": condition_number(p),
-        "min_diagonal": float(p.diagonal().min()),
-        "n": p.shape[0],
-        "spectrum_head": (s / s[0]).tolist()[:: max(1, p.shape[0] // 32)],
-    }
 
 
 def spectra(s: LowRankSettings, progress: bool = False) -> list[dict]:
@@ -224,23 +206,6 @@ def heads(s: LowRankSettings, progress: bool = False) -> list[dict]:
                      "fixed": arm.endswith("fixed"), "seed": seed, "val_loss": loss, "curve": curve,
                      "parameters": parameter_count(cfg, embeddings=False)})
     return rows
-
-
-def attention_maps(model: Transformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """Every layer's attention probabilities ``(heads, n, n)`` for one sequence ``(1, n)``.
-
-    Defined in the chapter "The low-rank argument, tested".
-    """
-    attns = [m for m in model.modules() if isinstance(m, Attention) and not m.cross]
-    for m in attns:
-        m.keep_weights = True
-    try:
-        with torch.no_grad():
-            model(tokens)
-        return [m.weights[0] for m in attns]
-    finally:
-        for m in attns:
-            m.keep_weights, m.weights = False, None
 
 
 def trained(s: LowRankSettings, progress: bool = False) -> list[dict]:
@@ -354,12 +319,6 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
     if unknown:
         raise ValueError(f"unknown section {unknown[0]!r}; expected some of {tuple(steps)}")
     return run_sections({name: steps[name] for name in sections}, judged_settings(s, RULES), out, command)
-
-
-def is_low_rank(row: dict) -> bool:
-    """The yardstick: numerical rank below :data:`LOW_RANK_FRACTION` of ``n``.
-    Defined in the chapter "The low-rank argument, tested"."""
-    return row["numerical_rank"] < LOW_RANK_FRACTION * row["n"]
 
 
 def low_rank_share(rows: list[dict]) -> float:

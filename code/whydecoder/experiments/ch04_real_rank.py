@@ -2,7 +2,7 @@
 bidirectional heads, on the same text, per layer and head, at sequence lengths of 1, 2, 4
 and 8 times each model's head size; a second line of evidence for C03 and C04, judged on
 the yardstick of :mod:`whydecoder.experiments.ch04_lowrank` (numerically low-rank: float32
-numerical rank below :data:`~whydecoder.experiments.ch04_lowrank.LOW_RANK_FRACTION` of n).
+numerical rank below :data:`~whydecoder.rank.LOW_RANK_FRACTION` of n).
 
 It decides no claim: the rules of C03 and C04 judge the controlled experiments; this shows
 whether trained models someone else made look the same. Besides the rank it records the
@@ -26,14 +26,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..rank import attention_maps, is_low_rank, matrix_stats
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import corpus_text
-from .ch04_lowrank import attention_maps, is_low_rank, matrix_stats
 
 RESULTS_DIR = results_dir("real_rank")
 SECTIONS = ("decoder", "encoder")

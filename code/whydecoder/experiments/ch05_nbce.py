@@ -37,14 +37,15 @@ import torch
 from tqdm import tqdm
 
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..nbce import POOLINGS, answer_logprobs, entropy, exact_match, nbce_pool, prefill, top_p_filter
 from ..objectives import Batch
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_text
 from ..train import TrainConfig, train
 from ..verdicts import Rule, Verdict, t_interval

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..nbce import answer_logprobs, exact_match
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer
 
 RESULTS_DIR = results_dir("real_icl")

@@ -35,13 +35,15 @@ from ..accounting import (
     parameter_count,
 )
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer
+from ..timing import timings
 from ..verdicts import Rule, Verdict, compare, t_interval
 
 RESULTS_DIR = results_dir("efficiency")
@@ -104,31 +106,6 @@ def settings_for(scale: str | None = None) -> EfficiencySettings:
     Defined in the chapter "Efficiency: the KV cache".
     """
     return SETTINGS[current_scale(scale)]
-
-
-def timings(fn, repeats: int, warmup: int = 0) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls.
-
-    Defined in the chapter "Efficiency: the KV cache".
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
-
-    Defined in the chapter "Efficiency: the KV cache".
-    """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1 (a median needs a timing), got {repeats!r}")
-    return statistics.median(timings(fn, repeats, warmup))
 
 
 @torch.no_grad()

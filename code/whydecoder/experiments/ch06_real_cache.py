@@ -33,14 +33,15 @@ import torch
 from tqdm import tqdm
 
 from ..accounting import kv_cache_bytes, parameter_count
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..serving import chat, copy_bandwidth, expand_kv_heads, random_cache
-from .ch06_efficiency import timings
+from ..timing import timings
 
 RESULTS_DIR = results_dir("real_cache")
 SECTIONS = ("bytes", "decode", "chat", "batched")

@@ -33,19 +33,20 @@ import torch
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, parameter_count
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..experts import aux_loss
 from ..model import Transformer, sequence_loss
 from ..objectives import Batch, full_lm
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, per_seed_sections, run_sections
+from ..results import judged_settings, per_seed_sections, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..serving import random_cache
 from ..text import N_SENTINELS, ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline, with_bos
+from ..timing import median_seconds
 from ..train import RunSizes, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
-from .ch06_efficiency import median_seconds
 
 RESULTS_DIR = results_dir("architecture_route")
 VARIANTS = ("dense", "moe_active", "moe_total", "retention")

@@ -30,12 +30,13 @@ import torch
 
 from .. import finetune, memory
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer, sequence_loss
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, per_seed_sections, run_sections
+from ..results import judged_settings, per_seed_sections, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_text, random_chunks
 from ..tiled_attention import METHODS as ATTENTION_METHODS
 from ..tiled_attention import naive_attention, peak_memory_bytes, tiled_attention

@@ -45,13 +45,14 @@ from ..accounting import (
     parameter_count,
 )
 from ..claims import Claim, Evidence, stored_results
+from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm, prefix_lm
 from ..paths import results_dir
-from ..results import experiment_command, experiment_main, judged_settings, run_sections
+from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
-from ..scale import current_scale
+from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train, warmed_up
 from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval

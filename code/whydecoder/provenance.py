@@ -1,0 +1,136 @@
+"""Where a stored result came from: the command, the git commit, the device, the date and
+the versions that made it; the fingerprint of the package's code; the rules a stored file
+stands under after its migrations; and, for a page, which of its sections were made by
+code that has changed since.
+
+Explained in "How to read this book" (stored results).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .paths import ROOT
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    """The current commit of the book's repository (``"unknown"`` outside git).
+
+    Defined in "How to read this book".
+    """
+    repo = Path(repo) if repo is not None else ROOT
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        # results under data/ are what a run writes, not the code that made them: they do not count as dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
+                               cwd=repo, capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_description(device: str | torch.device = "cpu") -> str:
+    """A human-readable name of the device a run used. Defined in "How to read this book"."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
+
+
+def code_fingerprint() -> str:
+    """A short hash of the package's source (every ``.py`` file of ``whydecoder``): stored
+    with each section, so that a run is never resumed under other code.
+
+    Defined in "How to read this book".
+    """
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(package.rglob("*.py")):
+        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def provenance(command: str, device: str | torch.device = "cpu") -> dict:
+    """Where a result came from: command, commit, device, date, Python and torch versions.
+
+    Defined in "How to read this book".
+    """
+    return {
+        "command": command,
+        "commit": git_commit(),
+        "device": device_description(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+
+
+def judged_by(stored: dict) -> dict[str, str]:
+    """``{claim: fingerprint}`` of the rules the stored results stand under: the ones
+    stored with their settings, carried through each migration recorded in their
+    provenance (:mod:`whydecoder.migrate`). Defined in "How to read this book"."""
+    rules = dict((stored["results"].get("settings") or {}).get("rules") or {})
+    for migration in stored["provenance"].get("migrations") or []:
+        for claim, change in (migration.get("rules") or {}).items():
+            if rules.get(claim) == change.get("from"):
+                rules[claim] = change.get("to")
+    return rules
+
+
+def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None) -> str | None:
+    """A sentence saying which stored sections were made by code other than today's
+    (``makers``: the current fingerprint of each section's code; ``trees``: their digests,
+    to name what changed), or ``None`` when every section was made by today's code.
+    Defined in "How to read this book"."""
+    from .fingerprint import changed as changed_names
+
+    made = stored["provenance"].get("sections") or {}
+    names = [name for name in stored["results"] if name != "settings"]
+    unknown = [n for n in names if not (made.get(n) or {}).get("maker")]
+    changed = [n for n in names if n not in unknown and made[n]["maker"] != makers.get(n)]
+    if not unknown and not changed:
+        return None
+    parts = []
+    if changed:
+        then = (stored["provenance"].get("maker_trees") or {}).get(made[changed[0]]["maker"])
+        now = (trees or {}).get(makers.get(changed[0]))
+        what = ""
+        if then is not None and now is not None:
+            names_changed = changed_names(then, now)
+            what = (f"; what changed: {', '.join(names_changed[:6])}"
+                    f"{f' and {len(names_changed) - 6} more' if len(names_changed) > 6 else ''}")
+        parts.append(f"{len(changed)} of its {len(names)} sections were made by code that has changed since "
+                     f"(e.g. {changed[0]!r}{what})")
+    if unknown:
+        parts.append(f"for {len(unknown)} of its {len(names)} sections the code that made them was not recorded, "
+                     "so whether it has changed cannot be told")
+    return "; ".join(parts) + "."
+
+
+def provenance_notes(stored: dict, experiment) -> list[str]:
+    """Sentences for a page's provenance note: whether the stored sections were made by
+    today's code (:func:`code_changes`), and each migration of its rules recorded since.
+    Defined in "How to read this book"."""
+    notes = []
+    trees: dict = {}
+    from .results import current_makers
+
+    changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
+    if changes:
+        notes.append(f"Made by code other than today's: {changes[0].lower()}{changes[1:]}")
+    for m in stored["provenance"].get("migrations") or []:
+        if m.get("rules"):
+            claims = ", ".join(sorted(m["rules"]))
+            notes.append(f"The rule of {claims} changed after these results were judged ({m.get('why', '')}); "
+                         f"decided with the rules of commit {str(m.get('from_commit', ''))[:12]} and with today's "
+                         f"on these results, every verdict is identical.")
+    return notes
