@@ -3,6 +3,7 @@
 Every module here follows one contract, checked by ``tests/test_experiments_contract.py``:
 
 - ``RESULTS_DIR``: where its stored full-scale results live (``data/<name>``);
+- ``PAGE``: the page that shows it (``chapters/<chapter>/<page>``);
 - ``SETTINGS``: ``{"smoke": ..., "full": ...}``, one frozen settings dataclass per scale;
 - ``SECTIONS``: the names of the stored sections (a full run stores and resumes by section);
 - ``RULES``: ``{claim id: whydecoder.verdicts.Rule}``, the verdict rules it owns, fixed
@@ -30,3 +31,27 @@ MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "
 SECOND_LINES = ("ch04_real_rank", "ch05_real_icl", "ch06_real_cache")
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
+
+
+def experiment_map() -> str:
+    """The map "How to read this book" shows, as a Markdown table: each module, the page
+    that shows it, the claims it decides (``CLAIMS``) or informs (``INFORMS``) and its
+    folder in ``data/``, from the modules' own declarations (a test keeps the page's copy
+    equal to it). Defined in "How to read this book"."""
+    import importlib
+
+    rows = ["| module | page that shows it | claims | folder in `data/` |", "|---|---|---|---|"]
+    for name in sorted(MODULES, key=lambda n: (n in SECOND_LINES, n)):
+        module = importlib.import_module(f"{__name__}.{name}")
+        ids = [claim.id for claim in getattr(module, "CLAIMS", ())]
+        claims = _ids(ids) if ids else "informs " + _ids(list(module.INFORMS))
+        rows.append(f"| `{name}` | {{doc}}`../chapters/{module.PAGE}` | {claims} | `{module.RESULTS_DIR.name}` |")
+    return "\n".join(rows) + "\n"
+
+
+def _ids(ids: list[str]) -> str:
+    """``C01, C02``, or a run of four or more as ``C03–C07``."""
+    numbers = sorted(int(i[1:]) for i in ids)
+    if len(numbers) >= 4 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"C{numbers[0]:02d}–C{numbers[-1]:02d}"
+    return ", ".join(f"C{n:02d}" for n in numbers)

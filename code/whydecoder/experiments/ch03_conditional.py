@@ -33,6 +33,8 @@ from ..train import RunSizes, evaluate, exact_match, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("conditional")
+#: The page that shows it (under ``chapters/``).
+PAGE = "03_encoder_vs_decoder/encoder_vs_decoder"
 T5_TABLE2_PATH = RESULTS_DIR.parent / "t5_table2.csv"
 ARCHS = ("decoder", "prefix-lm")
 TASKS = ("continuation", "addition")

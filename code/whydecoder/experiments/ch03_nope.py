@@ -39,6 +39,8 @@ from ..train import RunSizes, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("nope")
+#: The page that shows it (under ``chapters/``).
+PAGE = "03_encoder_vs_decoder/positions"
 # name -> (arch, position)
 VARIANTS = {
     "causal, none": ("decoder", "none"),

@@ -46,6 +46,8 @@ from ..train import RunSizes, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("unmasking")
+#: The page that shows it (under ``chapters/``).
+PAGE = "03_encoder_vs_decoder/generation"
 TOK = ByteTokenizer()
 # name -> (arch, objective turning (rows, generator) into a batch)
 VARIANTS = {

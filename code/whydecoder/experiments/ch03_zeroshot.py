@@ -44,6 +44,8 @@ from ..train import RunSizes, TrainConfig, evaluate, exact_match, train
 from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("zeroshot")
+#: The page that shows it (under ``chapters/``).
+PAGE = "03_encoder_vs_decoder/zero_shot"
 TOK = ByteTokenizer()
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # task -> (instruction, answer from word)

@@ -61,6 +61,8 @@ from ..train import TrainConfig, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("lowrank")
+#: The page that shows it (under ``chapters/``).
+PAGE = "04_low_rank/low_rank"
 SECTIONS = ("baseline", "spectra", "fitting", "collapse", "heads", "trained", "collapse_trained")
 TOK = ByteTokenizer()
 

@@ -37,6 +37,8 @@ from ..run_scale import current_scale
 from ..text import corpus_text
 
 RESULTS_DIR = results_dir("real_rank")
+#: The page that shows it (under ``chapters/``).
+PAGE = "04_low_rank/low_rank"
 SECTIONS = ("decoder", "encoder")
 #: The claims this second line of evidence informs (it decides none).
 INFORMS = ("C03", "C04")

@@ -38,6 +38,8 @@ from ..run_scale import current_scale
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("icl")
+#: The page that shows it (under ``chapters/``).
+PAGE = "05_in_context_learning/in_context_learning"
 ICL_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
 
 

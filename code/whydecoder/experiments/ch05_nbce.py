@@ -51,6 +51,8 @@ from ..train import TrainConfig, train
 from ..verdicts import Rule, Verdict, t_interval
 
 RESULTS_DIR = results_dir("nbce")
+#: The page that shows it (under ``chapters/``).
+PAGE = "05_in_context_learning/nbce"
 TASKS = ("passkey", "doors")
 FACTORS = (2, 4)
 SECTIONS = tuple(f"{task} x{factor}" for task in TASKS for factor in FACTORS)

@@ -44,6 +44,8 @@ from ..run_scale import current_scale
 from ..text import ByteTokenizer
 
 RESULTS_DIR = results_dir("real_icl")
+#: The page that shows it (under ``chapters/``).
+PAGE = "05_in_context_learning/in_context_learning"
 SECTIONS = ("accuracy", "implicit_finetuning")
 INFORMS = ("C11",)
 RULES: dict = {}

@@ -47,6 +47,8 @@ from ..timing import timings
 from ..verdicts import Rule, Verdict, compare, t_interval
 
 RESULTS_DIR = results_dir("efficiency")
+#: The page that shows it (under ``chapters/``).
+PAGE = "06_efficiency/efficiency"
 SECTIONS = ("reuse", "decode_steps", "dialogue")
 DIALOGUE_ARCHS = ("decoder", "prefix-lm", "encoder-decoder")
 

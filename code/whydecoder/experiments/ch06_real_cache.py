@@ -44,6 +44,8 @@ from ..serving import chat, copy_bandwidth, expand_kv_heads, random_cache
 from ..timing import timings
 
 RESULTS_DIR = results_dir("real_cache")
+#: The page that shows it (under ``chapters/``).
+PAGE = "06_efficiency/efficiency"
 SECTIONS = ("bytes", "decode", "chat", "batched")
 INFORMS = ("C13",)
 RULES: dict = {}

@@ -49,6 +49,8 @@ from ..train import RunSizes, evaluate, train
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("architecture_route")
+#: The page that shows it (under ``chapters/``).
+PAGE = "07_four_routes/four_routes"
 VARIANTS = ("dense", "moe_active", "moe_total", "retention")
 LABELS = {"dense": "dense decoder", "moe_active": "experts, equal active", "moe_total": "experts, equal total",
           "retention": "retention (recurrent)"}

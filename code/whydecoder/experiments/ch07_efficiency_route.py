@@ -43,6 +43,8 @@ from ..tiled_attention import naive_attention, peak_memory_bytes, tiled_attentio
 from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("efficiency_route")
+#: The page that shows it (under ``chapters/``).
+PAGE = "07_four_routes/four_routes"
 METHODS = finetune.METHODS
 SECTIONS = ("attention", "before") + METHODS + ("memory",)
 

@@ -58,6 +58,8 @@ from ..train import TrainConfig, evaluate, train, warmed_up
 from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("scale")
+#: The page that shows it (under ``chapters/``).
+PAGE = "08_scale/scale"
 ARCHS = ("decoder", "prefix-lm", "encoder-decoder", "encoder")
 LABELS = {"decoder": "decoder", "prefix-lm": "prefix-LM", "encoder-decoder": "encoder-decoder",
           "encoder": "masked LM (encoder)"}
