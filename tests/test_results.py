@@ -185,8 +185,13 @@ def test_a_run_split_by_sections_merges_into_one_complete_result(tmp_path):
 
 def test_merging_refuses_overlapping_parts_other_settings_and_other_code(tmp_path):
     sections, first, second = _parts(tmp_path)
+    merge_results([first, first], tmp_path / "twice.json", command="x")  # the same record twice: taken once
+    assert set(load_result(tmp_path / "twice.json")["results"]) == {"settings", "a", "c"}
+    clash = tmp_path / "clash.json"
+    with only_sections(["a"]):
+        run_sections({"a": lambda: [9]}, SETTINGS, clash, command="x")
     with pytest.raises(ValueError, match="in more than one part"):
-        merge_results([first, first], tmp_path / "full.json", command="x")
+        merge_results([first, clash], tmp_path / "full.json", command="x")
     other = tmp_path / "other.json"
     with only_sections(["b"]):
         run_sections(sections, dict(SETTINGS, steps=11), other, command="x")

@@ -65,7 +65,7 @@ def test_a_second_writer_of_the_same_results_is_refused_naming_the_first(tmp_pat
 def test_a_killed_writer_leaves_nothing_that_blocks_or_litters(tmp_path):
     out = tmp_path / "full.json"
     save_result(out, {"settings": SETTINGS}, command="x")
-    leftovers = [tmp_path / ".full.json.k2j3h4.tmp", tmp_path / ".full.json.abcd.probe", tmp_path / ".full.joining.json"]
+    leftovers = [tmp_path / ".full.json.k2j3h4ab.tmp", tmp_path / ".full.json.abcd_123.probe", tmp_path / ".full.joining.json"]
     for stale in leftovers:
         stale.write_text("{half")
     child = _hold(out)
@@ -102,16 +102,20 @@ def test_a_smoke_sweep_cannot_replace_full_results(tmp_path, capsys):
     assert list((tmp_path / "parts").glob("part-*.json")) == []  # refused before any work
 
 
-def test_a_sweep_never_drops_sections_its_output_holds(tmp_path):
+def test_a_sweep_keeps_what_its_output_holds_and_refuses_what_it_cannot(tmp_path):
     out, folder = tmp_path / "out.json", tmp_path / "parts"
     sections, settings = results.planned_sections(sweep._module("ch06_efficiency").run, "smoke")
     makers = results.section_makers(sections)
+    made = {"commit": "c", "date": "d", "device": "cpu", "code": "k"}
     save_result(out, {"settings": settings, "reuse": {"x": 1}}, command="x",
-                sections={"reuse": {"commit": "c", "date": "d", "device": "cpu", "code": "k",
-                                    "maker": makers["reuse"]}})
-    with pytest.raises(ValueError, match=r"holds sections \['reuse'\] that are in none of this sweep's parts"):
+                sections={"reuse": made | {"maker": "0123456789abcdef"}})
+    with pytest.raises(ValueError, match=r"holds sections \['reuse'\] made by other code than today's"):
         sweep.sweep("ch06_efficiency", "smoke", 1, "local", folder, out, only=["decode_steps"], progress=False)
-    assert load_result(out)["results"]["reuse"] == {"x": 1}
+    save_result(out, {"settings": settings, "reuse": {"x": 1}}, command="x",
+                sections={"reuse": made | {"maker": makers["reuse"]}})
+    sweep.sweep("ch06_efficiency", "smoke", 1, "local", folder, out, only=["reuse"], progress=False)
+    assert load_result(out)["results"]["reuse"] == {"x": 1}  # kept, not run again: a sweep only adds
+    assert list(folder.glob("part-*.json")) == []
 
 
 def test_two_sweeps_cannot_share_a_folder(tmp_path):
@@ -437,3 +441,160 @@ def test_bad_input_is_named_before_anything_is_done(case):
     _, call, error, message = case
     with pytest.raises(error, match=message):
         call()
+
+
+# ---------------------------------------------------------------- what a hostile tester found
+
+
+def test_python_dash_m_fingerprints_the_package_s_own_functions():
+    """Started with -m, a module is __main__: its rules and sections were fingerprinted as
+    code outside the package, and the README's own command made files that did not load."""
+    import whydecoder.experiments.ch06_efficiency as eff
+    from whydecoder.command import _package_run
+
+    def run(scale, out=None, progress=True):
+        raise AssertionError("the __main__ copy ran")
+
+    run.__module__ = "__main__"
+    assert _package_run("experiments.ch06_efficiency", run) is eff.run
+    assert _package_run("experiments.ch06_efficiency", eff.run) is eff.run
+
+
+def test_a_migrated_file_resumes_and_keeps_its_migrations(tmp_path):
+    path = tmp_path / "full.json"
+    save_result(path, {"settings": {"steps": 1, "rules": {"C99": "old"}}, "a": [1]}, command="x",
+                sections={"a": {"commit": "c", "date": "d", "device": "cpu", "code": "k",
+                                "maker": results.section_makers({"a": _A})["a"]}})
+    payload = load_result(path)
+    payload["provenance"]["migrations"] = [{"rules": {"C99": {"from": "old", "to": "new"}}, "why": "moved"}]
+    path.write_text(json.dumps(payload))
+    now = {"steps": 1, "rules": {"C99": "new"}}
+    out = run_sections({"a": _A, "b": _B}, now, path, command="x")  # resumed: a kept, b computed
+    assert out["a"] == [1] and out["b"] == [2]
+    stored = load_result(path)
+    assert stored["results"]["settings"] == now and stored["provenance"]["migrations"][0]["why"] == "moved"
+    merged = tmp_path / "merged.json"
+    merge_results([path], merged, command="x", makers=results.section_makers({"a": _A, "b": _B}))
+    assert load_result(merged)["provenance"]["migrations"] == stored["provenance"]["migrations"]
+
+
+def _A():
+    return [1]
+
+
+def _B():
+    return [2]
+
+
+def test_replace_keeps_the_old_file_until_new_results_are_stored(tmp_path, capsys):
+    out = tmp_path / "full.json"
+    out.write_text("{corrupt")
+
+    def run(scale, out):
+        return run_sections({"a": _A}, SETTINGS, out, "x")
+
+    with pytest.raises(SystemExit):
+        experiment_main("demo", run, tmp_path, argv=["--scale", "full", "--out", str(out), "--replace",
+                                                      "--sections", "nope"])
+    assert out.read_text() == "{corrupt"  # a bad command line loses nothing
+    experiment_main("demo", run, tmp_path, argv=["--scale", "full", "--out", str(out), "--replace"])
+    assert load_result(out)["results"]["a"] == [1]  # even a corrupt file can be replaced, by name
+
+
+def test_a_linked_output_is_written_through_its_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "l.json"
+    link.symlink_to(tmp_path / "real" / "t.json")
+    run_sections({"a": _A}, SETTINGS, link, command="x")
+    run_sections({"a": _A, "b": _B}, SETTINGS, link, command="x")
+    assert link.is_symlink() and set(load_result(tmp_path / "real" / "t.json")["results"]) == {"settings", "a", "b"}
+
+
+def test_a_lock_file_removed_while_held_stops_the_writer(tmp_path):
+    out = tmp_path / "x.json"
+    with exclusive(out, "test"):
+        lock_path(out).unlink()  # git clean -X, or a hand
+        with pytest.raises(Busy, match="was removed while this process held it"):
+            save_result(out, {"a": 1}, command="x")
+    assert not out.exists()
+
+
+def test_a_section_that_is_not_the_experiment_s_is_never_joined(tmp_path):
+    part = tmp_path / "part-1.json"
+    save_result(part, {"settings": SETTINGS, "bogus": [1]}, command="x",
+                sections={"bogus": {"commit": "c", "date": "d", "device": "cpu", "code": "k"}})
+    with pytest.raises(ValueError, match="'bogus', which is not a section of this experiment"):
+        merge_results([part], tmp_path / "o.json", "x", settings=SETTINGS, makers={"a": "m"})
+    with pytest.raises(ValueError, match="'bogus', which is not a section of this experiment"):
+        sweep.stored_sections(tmp_path, {"a": "m"}, SETTINGS)
+
+
+def test_a_part_still_being_written_is_named_not_planned_again(tmp_path):
+    part = tmp_path / "part-1.json"
+    save_result(part, {"settings": SETTINGS}, command="x")
+    child = _hold(part)
+    try:
+        with pytest.raises(Busy, match="being written by another process"):
+            sweep.stored_sections(tmp_path, None, SETTINGS)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_numbers_too_large_for_a_float_are_refused(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text('{"provenance": {}, "results": {"a": 1e999}}')
+    with pytest.raises(ValueError, match="1e999, which is not a finite number"):
+        load_result(path)
+
+
+def test_taking_a_lock_sweeps_only_its_own_file_s_leftovers(tmp_path):
+    mine, other = tmp_path / ".a.json.k2j3h4ab.tmp", tmp_path / ".a.json.json.k2j3h4ab.tmp"
+    mine.write_text("x")
+    other.write_text("y")
+    save_result(tmp_path / "a.json", {"a": 1}, command="x")
+    assert not mine.exists() and other.exists()
+
+
+def test_fingerprints_see_default_values_and_tables_of_functions():
+    from whydecoder.model import Transformer
+    from whydecoder.verdicts import t_interval
+
+    assert call_tree(t_interval)["whydecoder.verdicts.t_interval"].endswith("# defaults: [0.95]")
+    tree = call_tree(Transformer)
+    assert "whydecoder.model._ACTIVATIONS =" in tree and any("<lambda>" in k for k in tree)
+
+
+def test_sweep_mistakes_get_a_message_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit):
+        sweep.main(["ch06_efficiency", "--scale", "smoke", "--folder", str(tmp_path / "afile"),
+                    "--out", str(tmp_path / "o.json")])
+    assert "afile" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="taken for one of the sweep's own parts"):
+        sweep.sweep("ch06_efficiency", "smoke", 1, "local", tmp_path / "p", tmp_path / "p" / "part-x.json")
+
+
+def test_a_migration_refuses_results_that_changed_during_its_check(tmp_path, monkeypatch):
+    import whydecoder.experiments.ch06_efficiency as eff
+    from whydecoder import migrate
+
+    stored = load_result(eff.RESULTS_DIR / "full.json")
+    stored["results"]["settings"]["rules"]["C13"] = "0123456789abcdef"
+    stored["provenance"].pop("migrations", None)
+    monkeypatch.setattr(eff, "RESULTS_DIR", tmp_path)
+    path = tmp_path / "full.json"
+    path.write_text(json.dumps(stored))
+    now = migrate.decide_now(eff, stored["results"])
+
+    def decide_and_tamper(*args):
+        changed = json.loads(path.read_text())
+        changed["results"]["reuse"][0]["greedy_match"] = False
+        path.write_text(json.dumps(changed))  # a writer that ignores the lock
+        return {"C13": {"fingerprint": "0123456789abcdef", "verdict": now["C13"]["verdict"]}}
+
+    monkeypatch.setattr(migrate, "decide_at", decide_and_tamper)
+    with pytest.raises(ValueError, match="changed while its verdicts were being checked"):
+        migrate.migrate("ch06_efficiency", migrate.Checkout("0" * 40, tmp_path), "why")
+    assert "migrations" not in load_result(path)["provenance"]

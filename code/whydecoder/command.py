@@ -11,15 +11,8 @@ import contextlib
 from pathlib import Path
 
 from .paths import ROOT, RUNS
-from .results import (
-    check_writable,
-    load_result,
-    merge_results,
-    only_sections,
-    planned_sections,
-    section_makers,
-)
-from .storage import Busy, exclusive
+from .results import check_writable, merge_results, only_sections, planned_sections, replacing, section_makers
+from .storage import Busy
 
 
 def experiment_command(module: str, scale: str, out) -> str:
@@ -82,21 +75,34 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     else:  # smoke results are not the book's: keep them out of data/
         out = RUNS / module / "smoke.json"
     try:
-        check_writable(out)
+        check_writable(out, args.replace)
     except (OSError, ValueError) as err:
         parser.error(str(err))
+    run = _package_run(module, run)
     try:
         if args.merge:
             sections, settings = planned_sections(run, scale)
             merge_results(args.merge, out, experiment_command(module, scale, args.out), settings=settings,
                           makers=section_makers(sections), replace=args.replace)
         else:
-            if args.replace and out.exists():
-                with exclusive(out, "replacing"):
-                    load_result(out)  # only a results file is removed
-                    out.unlink()
-            with only_sections(args.sections) if args.sections is not None else contextlib.nullcontext():
+            with contextlib.ExitStack() as stack:
+                if args.sections is not None:
+                    stack.enter_context(only_sections(args.sections))
+                if args.replace:  # the old file stands until the first new section replaces it
+                    stack.enter_context(replacing())
                 run(scale, out)
-    except (ValueError, Busy) as err:
+    except (ValueError, Busy, OSError) as err:
         parser.error(str(err))
     print(f"stored {out}")
+
+
+def _package_run(module: str, run):
+    """The experiment's ``run`` as the package knows it. Started as ``python -m``, its
+    module is ``__main__``, whose functions would be fingerprinted as code outside the
+    package: the same module imported by its name gives the same fingerprints however the
+    command was started."""
+    if getattr(run, "__module__", None) != "__main__":
+        return run
+    import importlib
+
+    return getattr(importlib.import_module(f"whydecoder.{module}"), run.__name__)

@@ -118,7 +118,11 @@ class _Walker:
         if obj.__module__ in self.transparent:
             return [("", "", self._references(obj) if inspect.isfunction(obj) else [])]
         source = self._source(obj)
-        if "<locals>" in obj.__qualname__:  # the lambdas of one function share a name: their source tells them apart
+        if inspect.isfunction(obj):  # default values are fixed when the function is made, not read from its code
+            defaults = [v for v in (obj.__defaults__ or ()) + tuple((obj.__kwdefaults__ or {}).values()) if _plain(v)]
+            if defaults:
+                source += f"\n# defaults: {_canonical(defaults)}"
+        if "<locals>" in obj.__qualname__ or "<lambda>" in obj.__qualname__:  # lambdas share a name: their source tells them apart
             key += "#" + hashlib.sha256(source.encode()).hexdigest()[:8]
         if inspect.isclass(obj):
             members = [m for m in vars(obj).values()
@@ -188,6 +192,11 @@ class _Walker:
         if inspect.isfunction(value) or inspect.isclass(value) or isinstance(value, functools.partial) or (
                 hasattr(value, "__wrapped__") and callable(value)):
             return [value]
+        if isinstance(value, (dict, list, tuple)) and not _plain(value):  # a table of functions (activations, mixers)
+            items = value.values() if isinstance(value, dict) else value
+            found = [v for v in items if inspect.isfunction(v) or inspect.isclass(v) or isinstance(v, functools.partial)]
+            keys = _canonical(sorted(map(str, value))) if isinstance(value, dict) else str(len(value))
+            return found + ([_Constant(where, f"table of {keys}")] if where and _in_package_name(owner) else [])
         state = where.rpartition(".")[2].startswith("_") and isinstance(value, (dict, list, set))
         if where and _in_package_name(owner) and owner not in self.transparent and not state and _plain(value):
             return [_Constant(where, _canonical(value))]  # a private dict, list or set is state, not a constant

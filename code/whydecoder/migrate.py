@@ -141,6 +141,11 @@ def migrate(name: str, old: Checkout, why: str, dry_run: bool = False) -> str:
     verdict differs. Defined in "How to read this book"."""
     module = importlib.import_module(f"whydecoder.experiments.{name}")
     path = Path(module.RESULTS_DIR) / "full.json"
+    with exclusive(path, "python -m whydecoder.migrate"):  # no other writer between the check and the record
+        return _migrate(name, module, path, old, why, dry_run)
+
+
+def _migrate(name: str, module, path: Path, old: Checkout, why: str, dry_run: bool) -> str:
     stored = load_result(path)
     if stored is None:
         return f"{name}: no stored results"
@@ -169,10 +174,11 @@ def migrate(name: str, old: Checkout, why: str, dry_run: bool = False) -> str:
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "commit": git_commit()}
     if not dry_run:
-        with exclusive(path, "python -m whydecoder.migrate"):
-            payload = load_result(path)
-            payload["provenance"].setdefault("migrations", []).append(record)
-            atomic_write_text(path, dumps_strict(payload))
+        payload = load_result(path)
+        if payload != stored:
+            raise ValueError(f"{path} changed while its verdicts were being checked; run the migration again")
+        payload["provenance"].setdefault("migrations", []).append(record)
+        atomic_write_text(path, dumps_strict(payload))
     return f"{name}: {', '.join(sorted(changed))} migrated, every verdict identical"
 
 

@@ -71,7 +71,18 @@ def provenance(command: str, device: str | torch.device = "cpu") -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "numpy": _version("numpy"),
+        "scipy": _version("scipy"),
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def judged_by(stored: dict) -> dict[str, str]:

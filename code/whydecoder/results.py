@@ -121,13 +121,15 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
         sections = {name: compute for name, compute in sections.items() if name in only}
     if out is None:
         return {"settings": settings} | {name: compute() for name, compute in sections.items()}
-    check_writable(out)  # before any work: a bad path fails now, not after the first section
+    replace = _REPLACING.get()
+    check_writable(out, replace)  # before any work: a bad path fails now, not after the first section
     with exclusive(out, command):
-        stored = load_result(out)
-        results = dict(stored["results"]) if stored else {}
+        stored = None if replace else load_result(out)  # replacing: the old file stands until a section is stored
+        results = normalized(stored) if stored else {}
         made = dict(stored["provenance"].get("sections") or {}) if stored else {}
+        migrations = list(stored["provenance"].get("migrations") or []) if stored else []
         if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
-            raise ValueError(f"{out} holds results for other settings; move it away to start again")
+            raise ValueError(f"{out} holds results for other settings; move it away to start again (or --replace)")
         todo = [name for name in sections if name not in results]
         trees = dict(stored["provenance"].get("maker_trees") or {}) if stored else {}
         makers = section_makers(sections, trees)
@@ -146,8 +148,37 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
                                                                                         "maker": makers[name]}
                 used = {m.get("maker") for m in made.values()}
                 save_result(out, results, command=command, sections=made,
-                            extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used}})
+                            extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used},
+                                   "migrations": migrations})
     return results
+
+
+def normalized(stored: dict) -> dict:
+    """The stored results with their settings' rule fingerprints carried through the
+    migrations recorded in their provenance (:func:`whydecoder.provenance.judged_by`): what
+    a resumed run, a join or a sweep compares with today's settings. Defined in "How to
+    read this book"."""
+    results = dict(stored["results"])
+    settings = results.get("settings")
+    if isinstance(settings, dict) and "rules" in settings:
+        results["settings"] = dict(settings, rules=judged_by(stored))
+    return results
+
+
+_REPLACING: contextvars.ContextVar = contextvars.ContextVar("replacing", default=False)
+
+
+@contextlib.contextmanager
+def replacing():
+    """Within this block, :func:`run_sections` starts again instead of resuming: the
+    results already stored in its output (even a corrupt file) are replaced, atomically,
+    when the first new section is stored, and stand until then. The command line's
+    ``--replace``. Defined in "How to read this book"."""
+    token = _REPLACING.set(True)
+    try:
+        yield
+    finally:
+        _REPLACING.reset(token)
 
 
 def section_makers(sections: dict, trees: dict | None = None) -> dict[str, str]:
@@ -237,25 +268,32 @@ def merge_results(parts, out: str | os.PathLike, command: str, *, settings: dict
         results: dict = {}
         made: dict = {}
         trees: dict = {}
+        migrations: list = []
         for part in parts:
             stored = load_result(part)
             if stored is None:
                 raise ValueError(f"{part} does not exist")
             trees |= stored["provenance"].get("maker_trees") or {}
-            part_settings = stored["results"].get("settings")
+            migrations += [m for m in stored["provenance"].get("migrations") or [] if m not in migrations]
+            part_results = normalized(stored)
+            part_settings = part_results.get("settings")
             expected = results.get("settings", settings)
             if expected is not None and part_settings != expected:
                 raise ValueError(f"{part} was made under other settings than "
                                  f"{'the current ones' if 'settings' not in results else parts[0]}")
             results["settings"] = part_settings
             sections = stored["provenance"].get("sections") or {}
-            for name, value in stored["results"].items():
+            for name, value in part_results.items():
                 if name == "settings":
                     continue
                 if name in results:
+                    if results[name] == value and made.get(name) == sections.get(name):
+                        continue  # the same record twice (the joined output beside its parts): one copy
                     raise ValueError(f"section {name!r} is in more than one part (again in {part})")
                 if not (sections.get(name) or {}).get("code"):
                     raise ValueError(f"section {name!r} of {part} has no recorded provenance or code")
+                if makers is not None and name not in makers:
+                    raise ValueError(f"{part} holds {name!r}, which is not a section of this experiment")
                 if makers is not None and sections[name].get("maker") != makers.get(name):
                     raise ValueError(f"section {name!r} of {part} was made by other code than the current "
                                      f"({sections[name].get('maker')} != {makers.get(name)}); it cannot be joined")
@@ -268,7 +306,8 @@ def merge_results(parts, out: str | os.PathLike, command: str, *, settings: dict
             refuse_to_lose(out, results, made, replace)
         used = {m.get("maker") for m in made.values()}
         return save_result(out, results, command=command, sections=made,
-                           extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used}})
+                           extra={"maker_trees": {fp: tree for fp, tree in trees.items() if fp in used},
+                                  "migrations": migrations})
 
 
 def refuse_to_lose(out: str | os.PathLike, results: dict, sections: dict, replace: bool = False) -> None:
@@ -280,7 +319,7 @@ def refuse_to_lose(out: str | os.PathLike, results: dict, sections: dict, replac
     if stored is None or replace:
         return
     made = stored["provenance"].get("sections") or {}
-    lost = [name for name, value in stored["results"].items()
+    lost = [name for name, value in normalized(stored).items()
             if name not in results or results[name] != value
             or (name != "settings" and (made.get(name) or {}) != (sections.get(name) or {}))]
     if lost:
@@ -289,7 +328,7 @@ def refuse_to_lose(out: str | os.PathLike, results: dict, sections: dict, replac
                          "explicitly (--replace)")
 
 
-def check_writable(path: str | os.PathLike) -> Path:
+def check_writable(path: str | os.PathLike, replace: bool = False) -> Path:
     """Fail now, before any work, if a results file could not be written at ``path``
     (a folder, an unwritable place, a file that is not a stored result). Defined in
     "How to read this book"."""
@@ -298,10 +337,11 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise ValueError(f"--out {str(path)!r} is a folder, not a file")
     if path.suffix != ".json":
         raise ValueError(f"--out {str(path)!r} should be a .json file")
-    if path.exists():
+    if path.exists() and not replace:
         load_result(path)  # refuse to resume into a corrupt or foreign file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+    target = path.resolve()  # a link: the file it points to is the one written
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".probe")
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):  # a writer taking the lock may have swept it already
         os.unlink(tmp)

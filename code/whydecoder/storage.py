@@ -18,17 +18,21 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import glob
 import json
+import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 
-#: Leftovers of a writer that was killed: ``.NAME.XXXX.tmp`` (a write), ``.NAME.XXXX.probe``
-#: (a check that the folder is writable), ``.STEM.joining.json`` (a sweep's join).
-LEFTOVER_PATTERNS = (".{name}.*.tmp", ".{name}.*.probe", ".{stem}.joining.json")
+#: Leftovers of a writer that was killed: ``.NAME.XXXXXXXX.tmp`` (a write), ``.NAME.XXXXXXXX.probe``
+#: (a check that the folder is writable), ``.STEM.joining.json`` (an older sweep's join).
+LEFTOVER_PATTERNS = (".{name}.XXXXXXXX.tmp", ".{name}.XXXXXXXX.probe", ".{stem}.joining.json")
 
 _HELD: dict[str, int] = {}  # lock file -> depth, in this process
+_INODES: dict[str, int] = {}  # lock file -> the inode this process locked
 
 
 class Busy(RuntimeError):
@@ -93,12 +97,30 @@ def exclusive(path: str | os.PathLike, holder: str = "", wait: float = 0.0):
         os.write(fd, f"pid {os.getpid()} since {now}{': ' + holder if holder else ''}\n".encode())
         _remove_leftovers(Path(path).resolve())
         _HELD[key] = 1
+        _INODES[key] = os.fstat(fd).st_ino
         yield lock
     finally:
         _HELD.pop(key, None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
+        if _INODES.pop(key, None) == _inode(lock):  # remove our own lock file, never another writer's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
         os.close(fd)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _still_ours(path: Path) -> None:
+    """Before a write under a held lock: refuse if the lock file was removed or replaced
+    while held (``git clean -X``, a hand), since another writer may have taken it since."""
+    key = str(lock_path(path))
+    if key in _INODES and _inode(Path(key)) != _INODES[key]:
+        raise Busy(f"the lock of {path} ({key}) was removed while this process held it; another writer may "
+                   "be writing there now, so this one stops rather than overwrite it")
 
 
 def _read_holder(fd: int) -> str:
@@ -109,12 +131,20 @@ def _read_holder(fd: int) -> str:
 
 
 def _remove_leftovers(path: Path) -> list[Path]:
+    """Remove the leftovers of ``path``'s own killed writers, and no other file's: a
+    temporary name is ``.NAME.`` + mkstemp's 8 random characters + ``.tmp`` or ``.probe``."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.(tmp|probe)")
     removed = []
-    for pattern in LEFTOVER_PATTERNS:
-        for stale in path.parent.glob(pattern.format(name=path.name, stem=path.stem)):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if own.fullmatch(stale.name):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 removed.append(stale)
+    joining = path.parent / f".{path.stem}.joining.json"
+    if path.suffix == ".json" and joining.exists():
+        with contextlib.suppress(FileNotFoundError):
+            joining.unlink()
+            removed.append(joining)
     return removed
 
 
@@ -129,8 +159,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise ValueError(f"not a file path: {str(path)!r}")
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    path = path.resolve()  # a link: write the file it points to, and keep the link
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(path, "writing", wait=60.0):
+        _still_ours(path)
         if path.exists():  # keep the file's mode (mkstemp makes 0600)
             mode = path.stat().st_mode & 0o777
         else:
@@ -175,10 +207,17 @@ def _refuse_constant(name: str):
     raise ValueError(f"the JSON holds {name}, which is not a finite number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the JSON holds {text}, which is not a finite number")
+    return value
+
+
 def loads_strict(text: str, source: str = "the JSON"):
-    """Parse JSON that must hold no ``NaN``, ``Infinity`` or ``-Infinity``; an error names
-    ``source``. Defined in "How to read this book"."""
+    """Parse JSON that must hold no ``NaN``, ``Infinity``, ``-Infinity`` or number too large
+    for a float (``1e999``); an error names ``source``. Defined in "How to read this book"."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError as err:  # JSONDecodeError is a ValueError too
         raise ValueError(f"{source} is not strict JSON: {err}") from None

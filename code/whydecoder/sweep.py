@@ -17,6 +17,8 @@ Explained in the chapter "Scale" (running the sweep wider).
 
 from __future__ import annotations
 
+import concurrent.futures.process
+import contextlib
 import importlib
 import json
 import os
@@ -25,7 +27,15 @@ import uuid
 from pathlib import Path
 
 from .paths import RUNS
-from .results import check_writable, load_result, merge_results, only_sections, planned_sections, section_makers
+from .results import (
+    check_writable,
+    load_result,
+    merge_results,
+    normalized,
+    only_sections,
+    planned_sections,
+    section_makers,
+)
 from .storage import Busy, exclusive
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -55,14 +65,17 @@ def stored_sections(folder: str | os.PathLike, makers: dict[str, str] | None = N
     them. Defined in the chapter "Scale"."""
     done: dict[str, Path] = {}
     for part in sorted(Path(folder).glob("part-*.json")):
-        stored = load_result(part)
-        if settings is not None and stored["results"].get("settings") != settings:
+        with exclusive(part, "checking the sweep's parts"):  # a part still being written: its writer is named
+            stored = load_result(part)
+        if settings is not None and normalized(stored).get("settings") != settings:
             raise ValueError(f"{part} was made under other settings than the current ones; move the folder's "
                              "parts away to start again")
         made = stored["provenance"].get("sections") or {}
         for name in stored["results"]:
             if name == "settings":
                 continue
+            if makers is not None and name not in makers:
+                raise ValueError(f"{part} holds {name!r}, which is not a section of this experiment")
             if makers is not None and (made.get(name) or {}).get("maker") != makers.get(name):
                 raise ValueError(f"{part} holds section {name!r} made by other code than the current "
                                  f"({(made.get(name) or {}).get('maker')} != {makers.get(name)}); move the "
@@ -154,6 +167,8 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
     out = Path(out) if out is not None else (Path(module.RESULTS_DIR) / "full.json" if scale == "full"
                                              else RUNS / short / f"{scale}.json")
     check_writable(out)
+    if out.resolve().parent == folder.resolve() and out.name.startswith("part-"):
+        raise ValueError(f"--out {str(out)!r} would be taken for one of the sweep's own parts: name it otherwise")
     folder.mkdir(parents=True, exist_ok=True)
     command = f"python -m whydecoder.sweep {short} --scale {scale} --workers {workers} --executor {executor}"
     with exclusive(folder, command), exclusive(out, command):
@@ -162,9 +177,8 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
         if only is not None and isinstance(only, str):
             raise ValueError(f"only must be a list of section names, got the string {only!r}")
         done = stored_sections(folder, makers, settings)
-        groups = plan(module, scale, workers, done, only, names=tuple(sections))
-        if not replace:  # fail before any work if the join would lose what out holds
-            _check_join_keeps(out, settings, set(done) | {name for group in groups for name in group}, scale)
+        kept = {} if replace else _output_sections(out, settings, makers, scale)
+        groups = plan(module, scale, workers, set(done) | set(kept), only, names=tuple(sections))
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         token = uuid.uuid4().hex[:8]
         paths = [str(folder / f"part-{stamp}-{token}-{k:03d}.json") for k in range(len(groups))]
@@ -176,21 +190,41 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
             _execute(args, executor, folder, slurm or {}, progress)
         parts = sorted(folder.glob("part-*.json"))
         stored_sections(folder, makers, settings)  # the parts the jobs wrote, checked again before the join
+        if kept:  # what out already held joins in as a part: a sweep only adds to it
+            parts.append(out)
         return join_parts(parts, out, command, settings=settings, makers=makers, replace=replace)
 
 
-def _check_join_keeps(out: Path, settings: dict, joined: set, scale: str) -> None:
+def _output_sections(out: Path, settings: dict, makers: dict, scale: str) -> dict[str, Path]:
+    """The sections ``out`` already holds, made under ``settings`` by today's code: they are
+    not run again, and ``out`` joins as a part (a campaign resumes from its committed
+    results even where its parts are gone). Anything else there is refused before any work."""
     stored = load_result(out)
     if stored is None:
-        return
-    if stored["results"].get("settings") != settings:
+        return {}
+    if normalized(stored).get("settings") != settings:
         raise ValueError(f"{out} holds results made under other settings than this sweep's ({scale} scale); "
                          "write elsewhere (--out), move it away, or replace it (--replace)")
-    dropped = sorted(set(stored["results"]) - {"settings"} - joined)
-    if dropped:
-        raise ValueError(f"{out} holds sections {dropped[:5]}{' ...' if len(dropped) > 5 else ''} that are in "
-                         "none of this sweep's parts: the join would drop them; write elsewhere (--out), move it "
-                         "away, or replace it (--replace)")
+    made = stored["provenance"].get("sections") or {}
+    names = [name for name in stored["results"] if name != "settings"]
+    foreign = [name for name in names if name not in makers or (made.get(name) or {}).get("maker") != makers[name]]
+    if foreign:
+        raise ValueError(f"{out} holds sections {foreign[:5]}{' ...' if len(foreign) > 5 else ''} made by other code "
+                         "than today's (or not sections of this experiment): joining would mix them; write elsewhere "
+                         "(--out), move it away, or replace it (--replace)")
+    return dict.fromkeys(names, out)
+
+
+def _die_with_parent() -> None:
+    """In a local worker: ask Linux to end it when the sweep that started it dies, so that
+    a killed sweep leaves no orphan writing parts that a rerun would plan again."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _execute(args: list[tuple], executor: str, folder: Path, slurm: dict, progress: bool) -> None:
@@ -202,7 +236,8 @@ def _execute(args: list[tuple], executor: str, folder: Path, slurm: dict, progre
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread pool
-        with concurrent.futures.ProcessPoolExecutor(max_workers=len(args), mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=len(args), mp_context=context,
+                                                    initializer=_die_with_parent) as pool:
             for future in concurrent.futures.as_completed([pool.submit(run_part, *a) for a in args]):
                 future.result()
                 bar.update()
@@ -252,8 +287,10 @@ def main(argv=None) -> None:
     try:
         out = sweep(args.module, args.scale, args.workers, executor, args.folder, args.out, slurm, args.sections,
                     replace=args.replace)
-    except (ValueError, Busy) as err:
+    except (ValueError, Busy, OSError) as err:
         parser.error(str(err))
+    except concurrent.futures.process.BrokenProcessPool as err:
+        parser.error(f"a worker died ({err}); the parts it finished are kept: run the same command again to resume")
     print(f"stored {out}")
     print(json.dumps({"sections": len(load_result(out)["results"]) - 1}))
 
