@@ -138,10 +138,11 @@ def provenance_notes(stored: dict, experiment) -> list[str]:
     changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
     if changes:
         notes.append(f"Made by code other than today's: {changes[0].lower()}{changes[1:]}")
-    for m in stored["provenance"].get("migrations") or []:
-        if m.get("rules"):
-            claims = ", ".join(sorted(m["rules"]))
-            notes.append(f"The rule of {claims} changed after these results were judged ({m.get('why', '')}); "
-                         f"decided with the rules of commit {str(m.get('from_commit', ''))[:12]} and with today's "
-                         f"on these results, every verdict is identical.")
+    moved = [m for m in stored["provenance"].get("migrations") or [] if m.get("rules")]
+    if moved:
+        claims = ", ".join(sorted({c for m in moved for c in m["rules"]}))
+        times = "once" if len(moved) == 1 else f"{len(moved)} times"
+        notes.append(f"The rules of {claims} were rewritten after these results were judged, {times} (the last: "
+                     f"{moved[-1].get('why', '')}); each time, deciding on these results with the old rules (a copy "
+                     "of their commit) and with the new gave identical verdicts.")
     return notes
