@@ -28,10 +28,14 @@ SETTINGS = {"steps": 10, "rules": {"C99": "aaaa"}}
 
 def _hold(path, seconds=30.0):
     """A child process that holds ``path``'s lock until killed; returns once it holds it."""
+    import whydecoder.storage
+
     code = textwrap.dedent(f"""
-        import sys, time
-        from whydecoder.storage import exclusive
-        with exclusive({str(path)!r}, "the test's other writer"):
+        import importlib.util, sys, time
+        spec = importlib.util.spec_from_file_location("storage", {whydecoder.storage.__file__!r})
+        storage = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(storage)  # the module alone: no torch to import, so the child starts at once
+        with storage.exclusive({str(path)!r}, "the test's other writer"):
             print("holding", flush=True)
             time.sleep({seconds})
     """)
