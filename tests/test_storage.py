@@ -325,12 +325,15 @@ def test_pages_say_when_stored_sections_were_made_by_other_code():
     stored = {"results": {"settings": {}, "a": 1, "b": 2, "c": 3},
               "provenance": {"sections": {"a": {"maker": "m1"}, "b": {"maker": "old"}, "c": {}}}}
     said = code_changes(stored, {"a": "m1", "b": "m2", "c": "m3"})
-    assert "1 of its 3 sections were made by code that has changed since (e.g. 'b')" in said
-    assert "for 1 of its 3 sections the code that made them was not recorded" in said
+    assert "The code that computed 1 of these 3 sections has changed since; they were not recomputed." in said
+    assert "Which code computed 1 of these 3 sections was not recorded" in said
     assert code_changes({"results": {"a": 1}, "provenance": {"sections": {"a": {"maker": "m"}}}}, {"a": "m"}) is None
-    stored["provenance"]["maker_trees"] = {"old": {"whydecoder.model.MLP": "1", "whydecoder.train.train": "2"}}
+    stored["provenance"]["maker_trees"] = {"old": {"whydecoder.model.MLP": "1", "whydecoder.train.train": "2",
+                                                   "whydecoder.model.<lambda>#ab": "5"}}
     now = {"m2": {"whydecoder.model.MLP": "1", "whydecoder.train.train": "3", "whydecoder.masks.causal": "4"}}
-    assert "what changed: train.train, masks.causal)" in code_changes(stored, {"a": "m1", "b": "m2", "c": "m3"}, now)
+    said = code_changes(stored, {"a": "m1", "b": "m2", "c": "m3"}, now, first="masks")
+    assert "of the functions it calls, 1 edited (among them train.train), 1 newly called; they" in said
+    assert "<lambda>" not in said and "no longer called" not in said  # lambdas are not named or counted
 
 
 def test_stored_results_say_which_functions_made_them(tmp_path):

@@ -220,7 +220,9 @@ def show_verdict(claim_id: str, results: dict, verdict: Verdict | None = None) -
         verdict, evidence = claim.decide(results, rows)
     else:
         evidence = claim.evidence(results, verdict, rows)
-    return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope)
+    settings = results.get("settings") if isinstance(results, dict) else None
+    judged = ((settings or {}).get("rules") or {}).get(claim_id) if isinstance(settings, dict) else None
+    return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope, judged_by=judged)
 
 
 def main(argv=None) -> int:

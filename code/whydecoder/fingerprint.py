@@ -334,11 +334,16 @@ def digest(tree: dict[str, str]) -> dict[str, str]:
     return {key: hashlib.sha256(source.encode()).hexdigest()[:8] for key, source in tree.items()}
 
 
-def changed(then: dict[str, str], now: dict[str, str]) -> list[str]:
-    """The names whose source differs between two digests, or that only one of them holds,
-    shortest first (the package's prefix dropped). Defined in "How to read this book"."""
-    names = sorted({k for k in set(then) | set(now) if then.get(k) != now.get(k)})
-    short = {n.split("#")[0].removeprefix(PACKAGE + ".").removeprefix("experiments.") for n in names}
-    # functions first, shortest first; a constant ("module.NAME =") shown by its name
-    ordered = sorted(short, key=lambda n: (n.endswith(" ="), n.count("."), len(n), n))
-    return list(dict.fromkeys(n.removesuffix(" =") for n in ordered))
+def changed(then: dict[str, str], now: dict[str, str], first: str = "") -> dict[str, list[str]]:
+    """What differs between two digests, for a reader: ``{"edited": [...], "added":
+    [...], "dropped": [...]}`` (functions and constants whose source changed, that the code
+    calls now and did not then, and the reverse), the package's prefix dropped, lambdas
+    left out, names of module ``first`` (the experiment's own) first, then the shortest.
+    Defined in "How to read this book"."""
+    def shown(keys):
+        short = {k.split("#")[0].removeprefix(PACKAGE + ".").removeprefix("experiments.").removesuffix(" =")
+                 for k in keys if "<lambda>" not in k}
+        return sorted(short, key=lambda n: (not (first and n.startswith(first + ".")), n.count("."), len(n), n))
+
+    return {"edited": shown(k for k in set(then) & set(now) if then[k] != now[k]),
+            "added": shown(set(now) - set(then)), "dropped": shown(set(then) - set(now))}

@@ -97,11 +97,11 @@ def judged_by(stored: dict) -> dict[str, str]:
     return rules
 
 
-def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None) -> str | None:
-    """A sentence saying which stored sections were made by code other than today's
-    (``makers``: the current fingerprint of each section's code; ``trees``: their digests,
-    to name what changed), or ``None`` when every section was made by today's code.
-    Defined in "How to read this book"."""
+def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None, first: str = "") -> str | None:
+    """A sentence saying whether the code that computed the stored sections has been edited
+    since (``makers``: today's fingerprint of each section's code; ``trees``: their digests,
+    to name what changed; ``first``: the experiment's module, named first), or ``None``
+    when every section was made by today's code. Defined in "How to read this book"."""
     from .fingerprint import changed as changed_names
 
     made = stored["provenance"].get("sections") or {}
@@ -116,15 +116,17 @@ def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None
         now = (trees or {}).get(makers.get(changed[0]))
         what = ""
         if then is not None and now is not None:
-            names_changed = changed_names(then, now)
-            what = (f"; what changed: {', '.join(names_changed[:6])}"
-                    f"{f' and {len(names_changed) - 6} more' if len(names_changed) > 6 else ''}")
-        parts.append(f"{len(changed)} of its {len(names)} sections were made by code that has changed since "
-                     f"(e.g. {changed[0]!r}{what})")
+            diff = changed_names(then, now, first)
+            listed = [f"{len(diff['edited'])} edited (among them {', '.join(diff['edited'][:4])})" if diff["edited"]
+                      else "", f"{len(diff['added'])} newly called" if diff["added"] else "",
+                      f"{len(diff['dropped'])} no longer called" if diff["dropped"] else ""]
+            what = f": of the functions it calls, {', '.join(x for x in listed if x)}"
+        parts.append(f"The code that computed {len(changed)} of these {len(names)} sections has changed since{what}; "
+                     "they were not recomputed")
     if unknown:
-        parts.append(f"for {len(unknown)} of its {len(names)} sections the code that made them was not recorded, "
-                     "so whether it has changed cannot be told")
-    return "; ".join(parts) + "."
+        parts.append(f"Which code computed {len(unknown)} of these {len(names)} sections was not recorded (they "
+                     "predate the record), so whether it has changed since cannot be told")
+    return ". ".join(parts) + "."
 
 
 def provenance_notes(stored: dict, experiment) -> list[str]:
@@ -135,14 +137,22 @@ def provenance_notes(stored: dict, experiment) -> list[str]:
     trees: dict = {}
     from .results import current_makers
 
-    changes = code_changes(stored, current_makers(experiment, "full", trees), trees)
+    first = experiment.__name__.rsplit(".", 1)[-1] if hasattr(experiment, "__name__") else ""
+    changes = code_changes(stored, current_makers(experiment, "full", trees), trees, first)
     if changes:
-        notes.append(f"Made by code other than today's: {changes[0].lower()}{changes[1:]}")
+        notes.append(changes)
     moved = [m for m in stored["provenance"].get("migrations") or [] if m.get("rules")]
     if moved:
-        claims = ", ".join(sorted({c for m in moved for c in m["rules"]}))
-        times = "once" if len(moved) == 1 else f"{len(moved)} times"
-        notes.append(f"The rules of {claims} were rewritten after these results were judged, {times} (the last: "
-                     f"{moved[-1].get('why', '')}); each time, deciding on these results with the old rules (a copy "
-                     "of their commit) and with the new gave identical verdicts.")
+        times = {}
+        for m in moved:
+            for claim in m["rules"]:
+                times[claim] = times.get(claim, 0) + 1
+        words = {1: "once", 2: "twice"}
+        by_count = {}
+        for claim, n in sorted(times.items()):
+            by_count.setdefault(n, []).append(claim)
+        said = "; ".join(f"{', '.join(c)} {words.get(n, f'{n} times')}" for n, c in sorted(by_count.items()))
+        notes.append(f"The fingerprints of the rules changed after these results were judged ({said}; the last "
+                     f"time because {moved[-1].get('why', '')}). Each time, the old rules (run from a copy of "
+                     "their commit) and the new gave identical outcomes, reasons and numbers on these results.")
     return notes

@@ -158,10 +158,12 @@ LEDGER_FROM_CHAPTER = "../../book/claims.html"
 
 
 def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str,
-                ledger: str = LEDGER_FROM_CHAPTER) -> str:
+                ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None) -> str:
     """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
-    row of the ``ledger``), what was tested (the rule's statement and its fixed parameters),
-    the outcome with why, the evidence with its intervals, and the scope of the experiment.
+    row of the ``ledger``), what was tested (the rule's statement and its fixed parameters;
+    ``judged_by``: the fingerprint the results were judged by, when a migration has
+    changed it since), the outcome with why, the evidence with its intervals, and the scope
+    of the experiment.
     Defined in "How to read this book"."""
     if getattr(verdict, "outcome", None) not in VERDICT_COLOURS or not hasattr(verdict, "reason"):
         raise ValueError(f"verdict must be a Verdict (an outcome in {tuple(VERDICT_COLOURS)} and a reason), "
@@ -169,11 +171,15 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
     if not all(hasattr(rule, a) for a in ("statement", "parameters", "fingerprint")):
         raise TypeError(f"rule must be a verdicts.Rule (statement, parameters, fingerprint), got {type(rule).__name__}")
     colour = VERDICT_COLOURS.get(verdict.outcome, "#6e7781")
+    migrated = ""
+    if judged_by and judged_by != rule.fingerprint():
+        migrated = (f", migrated from the run's <code>{html.escape(judged_by)}</code> with identical verdicts: see the "
+                    "note on the results")
     params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.parameters.items())
     link = f'<a href="{html.escape(ledger)}#claim-{html.escape(claim_id)}"><b>{html.escape(claim_id)}</b></a>'
     rows = [("Claim", f"{link}: {html.escape(claim)}"),
             ("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
-                       f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>)</span>"),
+                       f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),
             ("Verdict", f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'
                         f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}"),
             ("Evidence", html.escape(evidence)),
