@@ -127,3 +127,52 @@ def test_sequence_loss_respects_the_mask():
     torch.testing.assert_close(only_last, expected)
     with pytest.raises(ValueError, match="no position"):
         wd.sequence_loss(logits, targets, torch.zeros(1, 3, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- the encoder-decoder's source positions
+
+
+def _ed(cross_positions):
+    from whydecoder.config import ModelConfig
+
+    return ModelConfig(arch="encoder-decoder", vocab_size=20, max_len=32, d_model=32, n_heads=4, n_layers=1,
+                       n_encoder_layers=1, position="rope", cross_positions=cross_positions)
+
+
+def test_continued_positions_let_cross_attention_tell_where_each_source_byte_is():
+    """With the book's first recipe, cross-attention sees the encoder's outputs as a set: it
+    cannot tell which source byte is last. RedLLM's continued rotary positions can."""
+    from whydecoder.attention import Attention
+
+    torch.manual_seed(0)
+    x, context = torch.randn(2, 3, 32), torch.randn(2, 7, 32)
+    shuffled = context[:, torch.randperm(7)]
+    for cross_positions, order_blind in (("none", True), ("continued", False)):
+        attn = Attention(_ed(cross_positions), cross=True).eval()
+        same = torch.allclose(attn(x, start=7, context=context), attn(x, start=7, context=shuffled), atol=1e-6)
+        assert same == order_blind, cross_positions
+
+
+def test_continued_positions_cache_exactly_and_cost_no_parameter():
+    torch.manual_seed(0)
+    model = wd.Transformer(_ed("continued")).eval()
+    source, target = torch.randint(0, 20, (2, 7)), torch.randint(0, 20, (2, 6))
+    whole = model(target, source=source)
+    cache = model.new_cache()
+    stepped = torch.cat([model(target[:, :3], source=source, cache=cache), model(target[:, 3:], cache=cache)], 1)
+    assert (stepped - whole).abs().max() < 1e-5
+    plain = wd.Transformer(_ed("none"))
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match="run on past the model's max_len 32"):
+        model(torch.randint(0, 20, (1, 20)), source=torch.randint(0, 20, (1, 20)))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"cross_positions": "absolute"}, "unknown cross_positions 'absolute'"),
+    ({"cross_positions": "continued", "position": "learned"}, "needs arch 'encoder-decoder' and position 'rope'"),
+])
+def test_continued_positions_need_an_encoder_decoder_with_rope(changes, message):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(_ed("none"), **changes)

@@ -146,7 +146,8 @@ class Attention(nn.Module):
         self.k = nn.Linear(d, hk * dh, bias=cfg.bias)
         self.v = nn.Linear(d, hk * dh, bias=cfg.bias)
         self.out = nn.Linear(h * dh, d, bias=cfg.bias)
-        self.rotary = Rotary(dh, cfg.max_len, cfg.rope_base) if cfg.position == "rope" and not cross else None
+        rotary = cfg.position == "rope" and (not cross or cfg.cross_positions == "continued")
+        self.rotary = Rotary(dh, cfg.max_len, cfg.rope_base) if rotary else None
         self.keep_weights = False
         self.weights: torch.Tensor | None = None
 
@@ -155,7 +156,8 @@ class Attention(nn.Module):
         return x.view(b, t, n, self.head_dim).transpose(1, 2)
 
     def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache: LayerCache | None = None):
-        """``x`` is ``(B, T, d)``; ``start`` is the absolute position of ``x[:, 0]``.
+        """``x`` is ``(B, T, d)``; ``start`` is the absolute position of ``x[:, 0]`` (for an
+        encoder-decoder with continued positions, it counts the source's positions first).
 
         Self-attention: keys/values come from ``x`` (appended to ``cache`` if given).
         Cross-attention: from ``context`` (the encoder output), computed once per cache.
@@ -166,8 +168,12 @@ class Attention(nn.Module):
                 k, v = cache.cross_k, cache.cross_v
             else:
                 k, v = self._heads(self.k(context), self.n_kv_heads), self._heads(self.v(context), self.n_kv_heads)
+                if self.rotary is not None:  # continued positions: the source at 0..S-1
+                    k = self.rotary(k, 0)
                 if cache is not None:
                     cache.cross_k, cache.cross_v = k, v
+            if self.rotary is not None:  # ... and the target after it (``start`` counts the source)
+                q = self.rotary(q, start)
         else:
             k, v = self._heads(self.k(x), self.n_kv_heads), self._heads(self.v(x), self.n_kv_heads)
             if self.rotary is not None:

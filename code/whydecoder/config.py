@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 ARCHS = ("encoder", "decoder", "prefix-lm", "encoder-decoder")
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
+#: How an encoder-decoder's decoder knows where the source bytes are: ``"none"`` (its
+#: cross-attention sees the encoder's outputs as a set, the book's first recipe) or
+#: ``"continued"`` (RedLLM's: rotary positions run on from the source into the target, and
+#: cross-attention rotates queries and keys at those positions).
+CROSS_POSITIONS = ("none", "continued")
 NORMS = ("pre", "post")
 NORM_LAYERS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -31,7 +36,10 @@ class ModelConfig:
     decoder with cross-attention). ``n_layers`` is the depth of the (decoder) stack,
     ``n_encoder_layers`` the encoder's (defaults to ``n_layers``); ``share_encoder_decoder``
     makes decoder layer ``i`` reuse the self-attention and MLP weights of encoder layer ``i``
-    (T5's "shared" variant; the cross-attention stays separate).
+    (T5's "shared" variant; the cross-attention stays separate). ``cross_positions``
+    (:data:`CROSS_POSITIONS`): with ``"continued"`` (needs ``position="rope"``) the
+    decoder's positions continue after the source's, and cross-attention is rotary too, so
+    the decoder can tell which source byte is last (Zhang et al. 2025, RedLLM).
 
     ``d_head`` defaults to ``d_model // n_heads``; set it to decouple the head size from the
     width (Bhojanapalli et al. 2020). ``n_kv_heads`` < ``n_heads`` gives grouped-query
@@ -72,6 +80,7 @@ class ModelConfig:
     head_bias: bool = False
     tie_embeddings: bool = True
     share_encoder_decoder: bool = False
+    cross_positions: str = "none"
     mixer: str = "attention"
     n_experts: int | None = None
     expert_top_k: int = 2
@@ -87,6 +96,10 @@ class ModelConfig:
         check_choice("norm_layer", self.norm_layer, NORM_LAYERS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("mixer", self.mixer, MIXERS)
+        check_choice("cross_positions", self.cross_positions, CROSS_POSITIONS)
+        if self.cross_positions != "none" and (self.arch != "encoder-decoder" or self.position != "rope"):
+            raise ValueError(f"cross_positions {self.cross_positions!r} needs arch 'encoder-decoder' and position "
+                             f"'rope', got arch {self.arch!r} and position {self.position!r}")
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

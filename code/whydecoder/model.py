@@ -99,7 +99,8 @@ class Block(nn.Module):
     def forward(self, x, mask=None, is_causal=False, start=0, context=None, cache=None):
         x = self._residual(x, self.norm1, lambda h: self.attn(h, mask, is_causal, start, cache=cache))
         if self.cross_attn is not None:
-            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(h, context=context, cache=cache))
+            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(h, start=start, context=context,
+                                                                            cache=cache))
         return self._residual(x, self.norm2, self.mlp)
 
 
@@ -337,10 +338,24 @@ class Transformer(nn.Module):
             if given.shape[0] != x.shape[0]:
                 raise ValueError(f"source has batch {given.shape[0]} but tokens have batch {x.shape[0]}")
             context = self.encode(source, source_embeds)
+        offset = self._source_positions(context, cache)
+        if offset and offset + n_past + x.shape[1] > self.cfg.max_len:
+            raise ValueError(f"source ({offset}) and target ({n_past} cached + {x.shape[1]} new) positions run on "
+                             f"past the model's max_len {self.cfg.max_len} (cross_positions 'continued')")
         mask, is_causal = self._self_mask(x.shape[1], n_past, prefix_len, x.device)
         if cache is not None and self.cfg.arch == "prefix-lm":
             self._remember_prefix(cache, prefix_len, n_past)
-        return self.decoder(x, mask, is_causal, start=n_past, context=context, cache=cache)
+        return self.decoder(x, mask, is_causal, start=offset + n_past, context=context, cache=cache)
+
+    def _source_positions(self, context, cache) -> int:
+        """Where the target's positions start: after the source's with continued positions
+        (the source's length, from the encoder's output or the cached cross-attention keys),
+        else at 0."""
+        if self.cfg.cross_positions != "continued":
+            return 0
+        if context is not None:
+            return context.shape[1]
+        return cache.layers[0].cross_k.shape[2]
 
     def forward(self, tokens=None, *, prefix_len=None, source=None, cache=None, inputs_embeds=None):
         h = self.hidden_states(tokens, prefix_len=prefix_len, source=source, cache=cache, inputs_embeds=inputs_embeds)
