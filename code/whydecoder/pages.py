@@ -10,7 +10,8 @@ import html
 import re
 from pathlib import Path
 
-from .provenance import provenance_notes
+from .provenance import code_changes
+from .results import current_makers
 
 
 def _in_notebook() -> bool:
@@ -71,3 +72,30 @@ def stored_or_run(experiment, scale: str | None = None, progress: bool = False) 
         return stored["results"], True
     print("no stored full-scale results: showing this run's", scale, "numbers")
     return measured, False
+
+
+def provenance_notes(stored: dict, experiment) -> list[str]:
+    """Sentences for a page's provenance note: whether the stored sections were made by
+    today's code (:func:`code_changes`), and each migration of its rules recorded since.
+    Defined in "How to read this book"."""
+    notes = []
+    trees: dict = {}
+    first = experiment.__name__.rsplit(".", 1)[-1] if hasattr(experiment, "__name__") else ""
+    changes = code_changes(stored, current_makers(experiment, "full", trees), trees, first)
+    if changes:
+        notes.append(changes)
+    moved = [m for m in stored["provenance"].get("migrations") or [] if m.get("rules")]
+    if moved:
+        times = {}
+        for m in moved:
+            for claim in m["rules"]:
+                times[claim] = times.get(claim, 0) + 1
+        words = {1: "once", 2: "twice"}
+        by_count = {}
+        for claim, n in sorted(times.items()):
+            by_count.setdefault(n, []).append(claim)
+        said = "; ".join(f"{', '.join(c)} {words.get(n, f'{n} times')}" for n, c in sorted(by_count.items()))
+        notes.append(f"The fingerprints of the rules changed after these results were judged ({said}; the last "
+                     f"time because {moved[-1].get('why', '')}). Each time, the old rules (run from a copy of "
+                     "their commit) and the new gave identical outcomes, reasons and numbers on these results.")
+    return notes

@@ -1,7 +1,7 @@
 """Where a stored result came from: the command, the git commit, the device, the date and
 the versions that made it; the fingerprint of the package's code; the rules a stored file
-stands under after its migrations; and, for a page, which of its sections were made by
-code that has changed since.
+stands under after its migrations; and which of its sections were made by code that has
+changed since.
 
 Explained in "How to read this book" (stored results).
 """
@@ -127,32 +127,3 @@ def code_changes(stored: dict, makers: dict[str, str], trees: dict | None = None
         parts.append(f"Which code computed {len(unknown)} of these {len(names)} sections was not recorded (they "
                      "predate the record), so whether it has changed since cannot be told")
     return ". ".join(parts) + "."
-
-
-def provenance_notes(stored: dict, experiment) -> list[str]:
-    """Sentences for a page's provenance note: whether the stored sections were made by
-    today's code (:func:`code_changes`), and each migration of its rules recorded since.
-    Defined in "How to read this book"."""
-    notes = []
-    trees: dict = {}
-    from .results import current_makers
-
-    first = experiment.__name__.rsplit(".", 1)[-1] if hasattr(experiment, "__name__") else ""
-    changes = code_changes(stored, current_makers(experiment, "full", trees), trees, first)
-    if changes:
-        notes.append(changes)
-    moved = [m for m in stored["provenance"].get("migrations") or [] if m.get("rules")]
-    if moved:
-        times = {}
-        for m in moved:
-            for claim in m["rules"]:
-                times[claim] = times.get(claim, 0) + 1
-        words = {1: "once", 2: "twice"}
-        by_count = {}
-        for claim, n in sorted(times.items()):
-            by_count.setdefault(n, []).append(claim)
-        said = "; ".join(f"{', '.join(c)} {words.get(n, f'{n} times')}" for n, c in sorted(by_count.items()))
-        notes.append(f"The fingerprints of the rules changed after these results were judged ({said}; the last "
-                     f"time because {moved[-1].get('why', '')}). Each time, the old rules (run from a copy of "
-                     "their commit) and the new gave identical outcomes, reasons and numbers on these results.")
-    return notes
