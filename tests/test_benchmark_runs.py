@@ -36,3 +36,13 @@ def test_decode_benchmark_quick_mode_runs_on_a_tiny_llama_file(tmp_path):
     assert result["decode_same_tokens_as_transformers"] is True
     for key in ("decode_ratio_ours_over_transformers", "bandwidth_bound_seconds_per_token", "ours_over_bandwidth_bound"):
         assert result[key] > 0
+
+
+def test_the_training_throughput_benchmark_runs_and_refuses_bad_threads():
+    bench = _load(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_throughput.py", "bench_train")
+    result = bench.run(1, quick=True)
+    row = result["sizes"][0]
+    assert result["matmul_peak_flops_per_s"] > 0 and row["seconds_per_step"] > 0
+    assert 0 < row["share_of_matmul_peak"] and row["flops_per_step"] > 0
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        bench.run(0)
