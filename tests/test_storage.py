@@ -236,6 +236,10 @@ def test_a_rule_fingerprint_covers_the_helpers_it_calls(monkeypatch):
     before = rule.fingerprint()
     assert "whydecoder.experiments.ch06_efficiency.growth_exponents" in call_tree(rule.decide)
     assert "whydecoder.verdicts.t_interval" in call_tree(rule.decide)
+    from whydecoder.fingerprint import STORAGE
+
+    tree = call_tree(rule.decide, type(rule).__call__, transparent=STORAGE)
+    assert not any(key.startswith(STORAGE) for key in tree)  # storing results decides nothing
     original = eff.growth_exponents
     monkeypatch.setattr(eff, "growth_exponents", lambda steps, key: [5 * g for g in original(steps, key)])
     assert rule.fingerprint() != before

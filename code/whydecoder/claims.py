@@ -107,18 +107,24 @@ def stored_results(module) -> Callable[[], dict | None]:
     return load
 
 
-#: The modules that declare claims (``CLAIMS``), in the order of the book.
-OWNERS = ("whydecoder.tree", "whydecoder.tree_structure") + tuple(
-    f"whydecoder.experiments.{name}" for name in (
-        "ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch05_icl", "ch05_nbce",
-        "ch06_efficiency", "ch07_architecture", "ch07_efficiency_route", "ch08_scale"))
+#: The modules outside ``experiments`` that declare claims (``CLAIMS``): the tree's, for
+#: the claims that rest on its dataset.
+DATASET_OWNERS = ("whydecoder.tree", "whydecoder.tree_structure")
+
+
+def owners() -> tuple[str, ...]:
+    """The modules that declare claims: :data:`DATASET_OWNERS` and every experiment that
+    decides one (all but the second lines of evidence). Defined in "The claims ledger"."""
+    from .experiments import MODULES, SECOND_LINES
+
+    return DATASET_OWNERS + tuple(f"whydecoder.experiments.{name}" for name in MODULES if name not in SECOND_LINES)
 
 
 def all_claims() -> dict[str, Claim]:
     """``{id: Claim}`` of every claim the package declares, by id; a claim declared twice
     is refused. Defined in "The claims ledger"."""
     found: dict[str, Claim] = {}
-    for owner in OWNERS:
+    for owner in owners():
         for claim in getattr(importlib.import_module(owner), "CLAIMS", ()):
             if claim.id in found:
                 raise ValueError(f"claim {claim.id} is declared twice (again in {owner})")

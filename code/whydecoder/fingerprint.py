@@ -34,13 +34,12 @@ import types
 PACKAGE = "whydecoder"
 
 
+def _in_package_name(module: str | None) -> bool:
+    return bool(module) and (module == PACKAGE or module.startswith(PACKAGE + "."))
+
+
 def _in_package(obj) -> bool:
-    module = getattr(obj, "__module__", None) or ""
-    return module == PACKAGE or module.startswith(PACKAGE + ".")
-
-
-def _in_package_name(module: str) -> bool:
-    return module == PACKAGE or module.startswith(PACKAGE + ".")
+    return _in_package_name(getattr(obj, "__module__", None))
 
 
 def _plain(value) -> bool:
@@ -178,9 +177,7 @@ class _Walker:
 
     def _named(self, value, names: set[str], where: str, owner: str, seen_modules: set[str]) -> list:
         if isinstance(value, types.ModuleType):
-            if not (value.__name__ == PACKAGE or value.__name__.startswith(PACKAGE + ".")):
-                return []
-            if value.__name__ in seen_modules:
+            if not _in_package_name(value.__name__) or value.__name__ in seen_modules:
                 return []
             seen_modules.add(value.__name__)
             found = []
@@ -227,8 +224,8 @@ def _local_imports(code: types.CodeType, module: str) -> dict[str, object]:
                 name = importlib.util.resolve_name("." * level + ins.argval, package) if level else ins.argval
             except (ImportError, ValueError):
                 name = None
-            base = sys.modules.get(name) if name and (name == PACKAGE or name.startswith(PACKAGE + ".")) else None
-            if base is None and name and (name == PACKAGE or name.startswith(PACKAGE + ".")):
+            base = sys.modules.get(name) if _in_package_name(name) else None
+            if base is None and _in_package_name(name):
                 with contextlib.suppress(ImportError):
                     base = importlib.import_module(name)
             if base is not None and (not consts or consts[-1] is None):
@@ -259,18 +256,17 @@ def _filled(cell) -> bool:
     return True
 
 
-def call_tree(*roots) -> dict[str, str]:
+def call_tree(*roots, transparent: tuple[str, ...] = ()) -> dict[str, str]:
     """``{qualified name: source}`` of every package function and class that ``roots``
     reach, with the plain-data constants they read (``"module.NAME ="``: its value) and the
-    outside functions they name (source ``"(outside the package)"``). Defined in "How to
-    read this book"."""
+    outside functions they name (source ``"(outside the package)"``); the modules in
+    ``transparent`` are walked through, not recorded. Defined in "How to read this book"."""
     if not roots:
         raise ValueError("call_tree needs at least one function to start from")
     for root in roots:
         if not callable(root):
             raise TypeError(f"call_tree starts from functions or classes, got {type(root).__name__}: {root!r}")
-    walker = _Walker()
-    return _flatten(walker, roots)
+    return _flatten(_Walker(transparent), roots)
 
 
 def _flatten(walker: _Walker, roots) -> dict[str, str]:
@@ -292,18 +288,25 @@ def _flatten(walker: _Walker, roots) -> dict[str, str]:
     return dict(sorted(tree.items()))
 
 
-def fingerprint(*roots, extra=None) -> str:
-    """A 16-hex-digit hash of :func:`call_tree` of ``roots`` and of ``extra`` (plain data,
-    e.g. a rule's parameters and statement). Defined in "How to read this book"."""
-    tree = call_tree(*roots)
+def fingerprint(*roots, extra=None, transparent: tuple[str, ...] = ()) -> str:
+    """A 16-hex-digit hash of :func:`call_tree` of ``roots`` (``transparent``: modules walked
+    through, not recorded) and of ``extra`` (plain data, e.g. a rule's parameters and
+    statement). Defined in "How to read this book"."""
+    return _hash(call_tree(*roots, transparent=transparent), extra)
+
+
+def _hash(tree: dict[str, str], extra) -> str:
     text = json.dumps({"tree": tree, "extra": extra}, sort_keys=True, default=_canonical)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-#: The machinery that stores, joins, shows and judges results: walked through, not recorded,
-#: when fingerprinting the code that computes a section (:func:`fingerprints`' ``machinery``).
-MACHINERY = ("whydecoder.results", "whydecoder.storage", "whydecoder.provenance", "whydecoder.command",
-             "whydecoder.pages", "whydecoder.fingerprint", "whydecoder.sweep", "whydecoder.verdicts")
+#: The machinery that stores, joins and shows results: it computes and decides nothing, so
+#: a rule's fingerprint walks through it without recording it (:meth:`whydecoder.verdicts.Rule.fingerprint`).
+STORAGE = ("whydecoder.results", "whydecoder.storage", "whydecoder.provenance", "whydecoder.command",
+           "whydecoder.pages", "whydecoder.fingerprint", "whydecoder.sweep")
+#: ... and the protocol that judges results: walked through, not recorded, when
+#: fingerprinting the code that computes a section (:func:`fingerprints`' ``machinery``).
+MACHINERY = STORAGE + ("whydecoder.verdicts",)
 
 
 def fingerprints(named: dict, extra=None, machinery: bool = False, trees: dict | None = None) -> dict[str, str]:
@@ -320,8 +323,7 @@ def fingerprints(named: dict, extra=None, machinery: bool = False, trees: dict |
         if not callable(root):
             raise TypeError(f"{name!r}: expected a function, got {type(root).__name__}")
         tree = _flatten(walker, [root])
-        text = json.dumps({"tree": tree, "extra": extra}, sort_keys=True, default=_canonical)
-        out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        out[name] = _hash(tree, extra)
         if trees is not None and out[name] not in trees:
             trees[out[name]] = digest(tree)
     return out

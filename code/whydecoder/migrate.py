@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .paths import ROOT
 from .provenance import git_commit, judged_by
-from .results import load_result, planned_sections, section_makers
+from .results import current_makers, load_result
 from .storage import atomic_write_text, dumps_strict, exclusive, loads_strict
 
 #: Run in a separate interpreter on a copy of an old commit: its rules decide on stored results.
@@ -222,7 +222,7 @@ def backfill_makers(name: str, folder: Path, dry_run: bool = False) -> str:
             kept = payload["provenance"].setdefault("maker_trees", {})
             kept |= {fp: tree for fp, tree in trees.items() if fp in set(found.values())}
             atomic_write_text(path, dumps_strict(payload))
-    current = section_makers(planned_sections(module.run, "full")[0])
+    current = current_makers(module, "full")
     same = sum(1 for s, m in found.items() if current.get(s) == m)
     return (f"{name}: makers for {len(found)} of {len(missing)} sections ({same} made by today's code)"
             + (f"; {'; '.join(notes)}" if notes else ""))

@@ -131,6 +131,8 @@ def run_sections(sections: dict, settings: dict, out: str | os.PathLike | None, 
         if results.setdefault("settings", settings) != json.loads(json.dumps(settings)):
             raise ValueError(f"{out} holds results for other settings; move it away to start again (or --replace)")
         todo = [name for name in sections if name not in results]
+        if not todo:  # complete: nothing to run, nothing to fingerprint
+            return results
         trees = dict(stored["provenance"].get("maker_trees") or {}) if stored else {}
         makers = section_makers(sections, trees)
         if stored and todo:
@@ -379,9 +381,7 @@ def incomplete_because(stored: dict, sections, settings: dict | None = None) -> 
     results = stored["results"]
     if settings is not None:
         settings = json.loads(json.dumps(settings))
-        held = dict(results.get("settings") or {})
-        if "rules" in held:
-            held["rules"] = judged_by(stored)
+        held = dict(normalized(stored).get("settings") or {})
         if {k: v for k, v in held.items() if k != "rules"} != {k: v for k, v in settings.items() if k != "rules"}:
             return "it was made under other settings than the current ones"
         if held.get("rules") != settings.get("rules"):

@@ -27,10 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Leftovers of a writer that was killed: ``.NAME.XXXXXXXX.tmp`` (a write), ``.NAME.XXXXXXXX.probe``
-#: (a check that the folder is writable), ``.STEM.joining.json`` (an older sweep's join).
-LEFTOVER_PATTERNS = (".{name}.XXXXXXXX.tmp", ".{name}.XXXXXXXX.probe", ".{stem}.joining.json")
-
 _HELD: dict[str, int] = {}  # lock file -> depth, in this process
 _INODES: dict[str, int] = {}  # lock file -> the inode this process locked
 
@@ -52,8 +48,9 @@ def exclusive(path: str | os.PathLike, holder: str = "", wait: float = 0.0):
 
     Another process holding it: wait up to ``wait`` seconds, then raise :class:`Busy`
     naming the holder (its pid and command). On taking the lock, the leftovers of a
-    writer that was killed (:data:`LEFTOVER_PATTERNS`) are removed. Defined in "How to
-    read this book".
+    writer that was killed are removed (``.NAME.XXXXXXXX.tmp`` of a write,
+    ``.NAME.XXXXXXXX.probe`` of a check that the folder is writable, ``.STEM.joining.json``
+    of an older sweep's join). Defined in "How to read this book".
     """
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0 or wait == float("inf"):
         raise ValueError(f"wait must be a finite number of seconds >= 0, got {wait!r}")

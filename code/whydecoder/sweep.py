@@ -70,16 +70,16 @@ def stored_sections(folder: str | os.PathLike, makers: dict[str, str] | None = N
         if settings is not None and normalized(stored).get("settings") != settings:
             raise ValueError(f"{part} was made under other settings than the current ones; move the folder's "
                              "parts away to start again")
-        made = stored["provenance"].get("sections") or {}
+        foreign = _made_elsewhere(stored, makers) if makers is not None else []
+        if foreign and foreign[0] not in makers:
+            raise ValueError(f"{part} holds {foreign[0]!r}, which is not a section of this experiment")
+        if foreign:
+            maker = (stored["provenance"].get("sections") or {}).get(foreign[0], {}).get("maker")
+            raise ValueError(f"{part} holds section {foreign[0]!r} made by other code than the current "
+                             f"({maker} != {makers[foreign[0]]}); move the folder's parts away to start again")
         for name in stored["results"]:
             if name == "settings":
                 continue
-            if makers is not None and name not in makers:
-                raise ValueError(f"{part} holds {name!r}, which is not a section of this experiment")
-            if makers is not None and (made.get(name) or {}).get("maker") != makers.get(name):
-                raise ValueError(f"{part} holds section {name!r} made by other code than the current "
-                                 f"({(made.get(name) or {}).get('maker')} != {makers.get(name)}); move the "
-                                 "folder's parts away to start again")
             if name in done:
                 raise ValueError(f"section {name!r} is stored twice, in {done[name]} and {part}")
             done[name] = part
@@ -174,8 +174,6 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
     with exclusive(folder, command), exclusive(out, command):
         sections, settings = planned_sections(module.run, scale)
         makers = section_makers(sections)
-        if only is not None and isinstance(only, str):
-            raise ValueError(f"only must be a list of section names, got the string {only!r}")
         done = stored_sections(folder, makers, settings)
         kept = {} if replace else _output_sections(out, settings, makers, scale)
         groups = plan(module, scale, workers, set(done) | set(kept), only, names=tuple(sections))
@@ -205,14 +203,20 @@ def _output_sections(out: Path, settings: dict, makers: dict, scale: str) -> dic
     if normalized(stored).get("settings") != settings:
         raise ValueError(f"{out} holds results made under other settings than this sweep's ({scale} scale); "
                          "write elsewhere (--out), move it away, or replace it (--replace)")
-    made = stored["provenance"].get("sections") or {}
-    names = [name for name in stored["results"] if name != "settings"]
-    foreign = [name for name in names if name not in makers or (made.get(name) or {}).get("maker") != makers[name]]
+    foreign = _made_elsewhere(stored, makers)
     if foreign:
         raise ValueError(f"{out} holds sections {foreign[:5]}{' ...' if len(foreign) > 5 else ''} made by other code "
                          "than today's (or not sections of this experiment): joining would mix them; write elsewhere "
                          "(--out), move it away, or replace it (--replace)")
-    return dict.fromkeys(names, out)
+    return dict.fromkeys((name for name in stored["results"] if name != "settings"), out)
+
+
+def _made_elsewhere(stored: dict, makers: dict) -> list[str]:
+    """The stored sections that are not this experiment's, or were made by other code than
+    today's (``makers``): a join would mix them."""
+    made = stored["provenance"].get("sections") or {}
+    return [name for name in stored["results"]
+            if name != "settings" and (name not in makers or (made.get(name) or {}).get("maker") != makers[name])]
 
 
 def _die_with_parent() -> None:

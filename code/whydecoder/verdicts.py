@@ -193,11 +193,22 @@ class Rule:
     def fingerprint(self) -> str:
         """A hash of everything the decision depends on: the call tree inside the package of
         ``decide``, ``seeds`` and the protocol's own checks (:meth:`__call__`), the
-        parameters and the statement (:func:`whydecoder.fingerprint.fingerprint`)."""
-        from .fingerprint import fingerprint
+        parameters and the statement (:func:`whydecoder.fingerprint.fingerprint`); the
+        machinery that stores results (:data:`whydecoder.fingerprint.STORAGE`) is walked
+        through, not recorded."""
+        from .fingerprint import STORAGE, fingerprint
 
         roots = [self.decide, type(self).__call__] + ([self.seeds] if self.seeds else [])
-        return fingerprint(*roots, extra={"parameters": self.parameters, "statement": self.statement})
+        # the machinery that stores results decides nothing: a rule that reaches it (through a helper that
+        # can save a checkpoint, say) does not change with it
+        return fingerprint(*roots, extra={"parameters": self.parameters, "statement": self.statement},
+                           transparent=STORAGE)
+
+    def readings(self, results: dict) -> dict:
+        """``decide``'s numbers on ``results`` whatever the number of seeds (the gate on
+        ``min_seeds`` left out): what a page and an evidence sentence describe even where
+        the verdict is inconclusive for too few seeds."""
+        return self.decide(results, self.parameters).numbers
 
     def __call__(self, results: dict) -> Verdict:
         if not isinstance(results, dict):

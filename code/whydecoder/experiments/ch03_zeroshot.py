@@ -383,18 +383,11 @@ def _interval_text(d: dict) -> str:
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
-def _decided_numbers(results: dict, claim: str) -> dict:
-    """The numbers of a claim's rule on ``results`` whatever the seeds (the rule's own
-    verdict holds none below its ``min_seeds``)."""
-    rule = RULES[claim]
-    return rule.decide(results, rule.parameters).numbers
-
-
 def c09_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C09's evidence and scope in words: after pretraining, CD:FLM's held-out loss against
     the format-only baseline, and its paired gap to each other cell. Defined in the chapter
     "Encoder vs decoder at equal parameters"."""
-    n09 = _decided_numbers(results, "C09")
+    n09 = RULES["C09"].readings(results)
     others = [c for c in CELLS if c != "CD:FLM"]
     text = (f"After pretraining, CD:FLM's held-out loss is {n09['CD:FLM']:.3f} against {n09['baseline']:.3f} for "
             "the answer format alone. CD:FLM minus each other cell, nats per byte: "
@@ -407,7 +400,7 @@ def c10_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C10's evidence and scope in words: for each encoder-decoder cell, its loss after the
     finetune, the finetune's gain over the control and its gap to CD:FLM, and which cells
     passed the gate. Defined in the chapter "Encoder vs decoder at equal parameters"."""
-    n10 = _decided_numbers(results, "C10")
+    n10 = RULES["C10"].readings(results)
     text = ("; ".join(f"{c}: after the finetune {n10[c]['finetuned']:.3f}, finetune minus control "
                       f"{_interval_text(n10[c]['finetune_minus_control'])} ({n10[c]['gain']}), minus CD:FLM "
                       f"{_interval_text(n10[c]['minus_CD:FLM'])} ({n10[c]['flip']})" for c in ("ED:PLM", "ED:MLM"))

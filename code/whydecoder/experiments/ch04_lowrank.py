@@ -541,12 +541,6 @@ RULES = {
 }
 
 
-def _readings(claim: str, results: dict) -> dict:
-    """The numbers of a claim's rule on ``results``, whatever the number of seeds."""
-    rule = RULES[claim]
-    return rule.decide(results, rule.parameters).numbers
-
-
 def causal_fit(results: dict) -> dict:
     """The fits of random causal targets that C04 and C05 cite: the smallest and largest
     head sizes fitted, the smallest causal head's mean KL over seeds, and the paired
@@ -561,7 +555,7 @@ def c03_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C03's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The low-rank argument, tested"."""
     settings = results["settings"]
-    by_d = ", ".join(f"d = {d}: {v:.0%}" for d, v in _readings("C03", results)["share_by_head_size"].items())
+    by_d = ", ".join(f"d = {d}: {v:.0%}" for d, v in RULES["C03"].readings(results)["share_by_head_size"].items())
     text = (f"Random bidirectional attention (n = {settings['n']}) numerically low-rank (float32 rank < "
             f"{LOW_RANK_FRACTION:g} n) by head size: {by_d}; the exact rank is n (softmax exponentiates entrywise).")
     scope = (f"{len(settings['seeds'])} seeds of Gaussian Q, K; head sizes {settings['head_sizes']}, logit scales "
@@ -615,7 +609,7 @@ def head_comparison(results: dict) -> dict:
 def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C06's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The low-rank argument, tested"."""
-    settings, n06, arms = results["settings"], _readings("C06", results), head_comparison(results)
+    settings, n06, arms = results["settings"], RULES["C06"].readings(results), head_comparison(results)
     most, fewest, fixed = arms["most"], arms["fewest"], arms["fixed"]
     text = (f"At equal parameters ({n06['parameters_apart']:.2%} apart), {most} minus {fewest}: "
             f"{arms['cost']} nats/byte; {most} minus {fixed}: {arms['help']}; the most a training curve fell over its "

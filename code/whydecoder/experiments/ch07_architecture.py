@@ -369,7 +369,7 @@ def c20_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     smoke scale, where the gate stops the comparison, the evidence is the reason alone).
     Defined in the chapter "The routes after the plain decoder"."""
     rule = RULES["C20"]
-    n20, p20, sa = rule.decide(results, rule.parameters).numbers, rule.parameters, results["settings"]
+    n20, p20, sa = rule.readings(results), rule.parameters, results["settings"]
     if "experts_total_minus_dense" in n20:
         total = n20["experts_total_minus_dense"]
         text = (f"{verdict.reason}. Held-out loss (nats/byte, mean of {len(sa['seeds'])} seeds): "

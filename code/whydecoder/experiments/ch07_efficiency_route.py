@@ -346,7 +346,7 @@ def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C21's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The routes after the plain decoder"."""
     rule = RULES["C21"]
-    n21, se = rule.decide(results, rule.parameters).numbers, results["settings"]
+    n21, se = rule.readings(results), results["settings"]
     text = (f"{verdict.reason}. Held-out loss before finetuning {results['before']['val_loss']:.3f}, after full "
             f"finetuning {n21['full_mean']:.3f} nats/token (mean of {len(se['seeds'])} seeds); seconds per step "
             + ", ".join(f"{m} {np.median([r['step_seconds'] for r in results[m]]):.2f}" for m in METHODS)
