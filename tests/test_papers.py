@@ -29,9 +29,9 @@ def test_numbers_read_as_the_papers_print_them():
 
 @pytest.mark.parametrize("text, message", [
     ("paper,table\nx,y\n", "columns"),
-    ("paper,table,page,row,column,value,unit,source\nP,Table 1,1,r,c,abc,u,s\n", "'abc' is not a number"),
-    ("paper,table,page,row,column,value,unit,source\nP,Table 1,1,r,c,nan,u,s\n", "not finite"),
-    ("paper,table,page,row,column,value,unit,source\nP,,1,r,c,1,u,s\n", "empty \\['table'\\]"),
+    ("paper,table,page,row,column,value,unit,source,note,checked\nP,Table 1,1,r,c,abc,u,s,,k\n", "'abc' is not a number"),
+    ("paper,table,page,row,column,value,unit,source,note,checked\nP,Table 1,1,r,c,nan,u,s,,k\n", "not finite"),
+    ("paper,table,page,row,column,value,unit,source,note,checked\nP,,1,r,c,1,u,s,,k\n", "empty \\['table'\\]"),
 ])
 def test_bad_files_are_refused(tmp_path, text, message):
     path = tmp_path / "bad.csv"

@@ -1,6 +1,7 @@
 """The papers' own numbers, shown beside the book's: one CSV per paper under
 ``data/papers/``, one number per row, each with the table and page it comes from and the
-copy of the paper it was read from.
+copy of the paper it was read from, the transcriber's note, and what a second reader found
+when checking it against the source (``checked``).
 
 Explained in "How to read this book" (the papers beside ours).
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 from .paths import DATA
 
 PAPERS_DIR = DATA / "papers"
-COLUMNS = ("paper", "table", "page", "row", "column", "value", "unit", "source")
+COLUMNS = ("paper", "table", "page", "row", "column", "value", "unit", "source", "note", "checked")
+#: What ``checked`` says of a number no second reader has compared with its source yet.
+UNCHECKED = "not yet checked by a second reader"
 
 
 def published(name: str, path: str | Path | None = None):
@@ -39,7 +42,7 @@ def published(name: str, path: str | Path | None = None):
     if table.empty:
         raise ValueError(f"{path}: no numbers below the header")
     for i, row in table.iterrows():
-        missing = [c for c in ("paper", "table", "row", "column", "unit", "source") if not row[c].strip()]
+        missing = [c for c in ("paper", "table", "row", "column", "unit", "source", "checked") if not row[c].strip()]
         if missing:
             raise ValueError(f"{path}, line {lines[i]}: empty {missing}")
         try:

