@@ -40,7 +40,7 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     """
     import argparse
 
-    from .run_scale import current_scale
+    from .run_scale import check_device, current_scale, using_device
 
     parser = argparse.ArgumentParser(prog=f"python -m whydecoder.{module}",
                                      description=f"Run and store the experiments of whydecoder.{module}.")
@@ -59,6 +59,8 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="start again: replace the results already stored in --out (without it, a run only "
                              "resumes or extends them, and a merge only adds to them)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the experiment trains, if it can use a GPU: cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -66,6 +68,10 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
 
     limit_threads(args.threads)
     scale = current_scale(args.scale)
+    try:
+        check_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     if args.out is not None and not args.out.strip():
         parser.error("--out must name a file, got an empty string")
     if args.out is not None:
@@ -86,6 +92,7 @@ def experiment_main(module: str, run, results_dir: Path, argv=None) -> None:
                           makers=section_makers(sections), replace=args.replace)
         else:
             with contextlib.ExitStack() as stack:
+                stack.enter_context(using_device(args.device))
                 if args.sections is not None:
                     stack.enter_context(only_sections(args.sections))
                 if args.replace:  # the old file stands until the first new section replaces it

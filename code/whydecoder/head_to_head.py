@@ -459,8 +459,8 @@ def rate_at(n: float, points: dict[float, float], rates: tuple[float, ...]) -> f
     if not (n > 0 and n0 > 0 and n1 > n0):
         raise ValueError(f"sizes must be positive and distinct, got n={n} and {points}")
     t = (math.log(n) - math.log(n0)) / (math.log(n1) - math.log(n0))
-    rate = math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
-    return float(min(max(rate, min(rates)), max(rates)))
+    rate = r0 if r0 == r1 else math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
+    return float(f"{min(max(rate, min(rates)), max(rates)):.3g}")
 
 
 # ---------------------------------------------------------------- the capability test
@@ -507,3 +507,107 @@ def capability(arch: str, size: str, s: HeadToHeadSettings, steps: int, seed: in
     g = torch.Generator().manual_seed(seed + 777)
     return {"accuracy": answer_accuracy(model, [end_of_source_batch(arch, 32, length, g) for _ in range(16)]),
             "chance": 1 / 16}
+
+
+#: Where the sizes come from: no GPU was lent, and the campaign must fit about 12 hours of
+#: two CPU cores (benchmarks/bench_train_throughput.py: about 30% of one core's float32
+#: matmul peak), so the largest size is the largest that fits, above 500,000 parameters.
+CPU_NOTE = ("CPU only (no GPU lent when the sizes were fixed): the sweep's training FLOPs, about 1.7e15, at the "
+            "measured ~30 GFLOP/s per core need about 8 hours of two cores, the grid 0.5 h; 1,000,000 "
+            "parameters would need about 17 hours, past the 12-hour budget, so the largest size is d112 "
+            "(608,160 non-embedding parameters)")
+
+SETTINGS = {
+    "smoke": HeadToHeadSettings(sizes=(("d8", 8, 2), ("d16", 16, 2), ("d24", 24, 2), ("d32", 32, 2)), n_heads=2,
+                                length=32, steps=6, bytes_per_parameter=1.0, seeds=(0, 1), largest_seeds=(0, 1),
+                                grid_sizes=("d8", "d16"), grid_rates=(1e-3, 3e-3), grid_seed=0, cuts=(8, 31),
+                                eval_rows=16, probe_windows=24, transform_length=8, transform_steps=4,
+                                transform_rows=8, transform_eval=16, prompt=8, generated=8, max_epochs=8.0,
+                                device_note="smoke scale: seconds on a CPU"),
+    "full": HeadToHeadSettings(sizes=(("d32", 32, 2), ("d40", 40, 4), ("d56", 56, 4), ("d80", 80, 4),
+                                      ("d112", 112, 4)), n_heads=4, length=64, steps=1000, bytes_per_parameter=40.0,
+                               seeds=(0, 1, 2, 3, 4), largest_seeds=(0, 1, 2), grid_sizes=("d32", "d56"),
+                               grid_rates=(1e-3, 3e-3, 1e-2, 3e-2), grid_seed=0, cuts=(8, 32, 63), eval_rows=512,
+                               probe_windows=600, transform_length=16, transform_steps=300, transform_rows=64,
+                               transform_eval=512, prompt=32, generated=32, max_epochs=8.0, device_note=CPU_NOTE),
+}
+
+
+def grid_names(s: HeadToHeadSettings) -> tuple[str, ...]:
+    """The learning-rate grid's sections: ``arch:size:rate``."""
+    return tuple(f"{a}:{size}:{rate:g}" for size in s.grid_sizes for a in ARCHS for rate in s.grid_rates)
+
+
+def grid_run(arch: str, size: str, rate: float, s: HeadToHeadSettings, d: dict, device: str = "cpu",
+             progress: bool = True) -> dict:
+    """One point of the grid: pretrain at ``rate`` and score the architecture's own
+    objective and the next byte on the validation split."""
+    model, result = pretrain(arch, size, rate, s.grid_seed, s, d["train"], device, progress)
+    g = torch.Generator().manual_seed(4321)
+    cuts = {c: random_chunks(d["scored"], s.eval_rows, c + 1, g) for c in s.cuts}
+    return finite_or_none({"arch": arch, "size": size, "lr": rate,
+                           "parameters": parameter_count(model.cfg, embeddings=False),
+                           "own_loss": own_loss(model, arch, d["scored"].to(device), s),
+                           "next_byte": next_byte_loss(model, arch, cuts),
+                           "train_losses": result.losses[:: max(1, len(result.losses) // 25)],
+                           "tokens_per_s": result.tokens_per_s})
+
+
+def finite_or_none(value):
+    """``value`` with every NaN or infinite float replaced by ``None`` (a rate that
+    diverged is stored as having no loss, and never wins; stored JSON holds no NaN)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def grid_losses(grid: dict) -> dict[str, dict[str, dict[float, float]]]:
+    """``{arch: {size: {rate: own-objective validation loss}}}`` from the grid's results."""
+    out: dict = {}
+    for name, r in grid.items():
+        if name.count(":") == 2:
+            loss = r["own_loss"]
+            out.setdefault(r["arch"], {}).setdefault(r["size"], {})[float(r["lr"])] = math.inf if loss is None else loss
+    return out
+
+
+def learning_rates(grid: dict, s: HeadToHeadSettings) -> dict[str, dict[str, float]]:
+    """``{arch: {size: rate}}`` for every size: the grid's best rate at its two sizes
+    (:func:`chosen_rates`), :func:`rate_at` between and beyond. The rule, fixed before the
+    sweep. Defined in the chapter "The fair head-to-head"."""
+    chosen = chosen_rates(grid_losses(grid))
+    missing = [a for a in ARCHS if set(chosen.get(a, {})) != set(s.grid_sizes)]
+    if missing:
+        raise ValueError(f"the grid lacks {missing} at the grid sizes {s.grid_sizes}")
+    n = {size: parameters(size, s) for size in s.size_names()}
+    return {a: {size: rate_at(n[size], {n[z]: chosen[a][z] for z in s.grid_sizes}, s.grid_rates)
+                for size in s.size_names()} for a in ARCHS}
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """What the learning-rate grid depends on, of a :class:`HeadToHeadSettings`: the grid's
+    stored settings, so that a change to what only the sweep reads (seeds, the
+    transformation task, the probe) leaves a stored grid valid."""
+
+    sizes: tuple[tuple[str, int, int], ...]
+    n_heads: int
+    length: int
+    steps: int
+    bytes_per_parameter: float
+    grid_sizes: tuple[str, str]
+    grid_rates: tuple[float, ...]
+    grid_seed: int
+    cuts: tuple[int, ...]
+    eval_rows: int
+
+
+def grid_settings(s: HeadToHeadSettings) -> GridSettings:
+    """The fields of ``s`` the grid reads."""
+    import dataclasses
+
+    return GridSettings(**{f.name: getattr(s, f.name) for f in dataclasses.fields(GridSettings)})

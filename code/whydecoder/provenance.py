@@ -59,11 +59,17 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def provenance(command: str, device: str | torch.device = "cpu") -> dict:
+def provenance(command: str, device: str | torch.device | None = None) -> dict:
     """Where a result came from: command, commit, device, date, Python and torch versions.
+
+    ``device`` defaults to the one the command line chose (:func:`whydecoder.run_scale.current_device`).
 
     Defined in "How to read this book".
     """
+    if device is None:
+        from .run_scale import current_device
+
+        device = current_device()
     return {
         "command": command,
         "commit": git_commit(),

@@ -26,7 +26,7 @@ from .provenance import code_fingerprint, judged_by, provenance
 from .storage import atomic_write_text, dumps_strict, exclusive, loads_strict
 
 
-def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device = "cpu",
+def save_result(path: str | os.PathLike, results: dict, command: str, device: str | torch.device | None = None,
                 sections: dict | None = None, extra: dict | None = None) -> Path:
     """Store ``results`` as JSON with its provenance, atomically. ``sections`` maps each
     section's name to the provenance of the run that computed it (a resumed run keeps the

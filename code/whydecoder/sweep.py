@@ -115,16 +115,18 @@ def plan(module, scale: str, jobs: int, done=(), only=None, names=None) -> list[
     return [sorted(g, key=order.get) for g in groups]
 
 
-def run_part(module_name: str, scale: str, names: list[str], out: str, threads: int = 1) -> str:
+def run_part(module_name: str, scale: str, names: list[str], out: str, threads: int = 1, device: str = "cpu") -> str:
     """One job: compute ``names`` of the experiment into the part file ``out`` (resuming
-    it), with ``threads`` CPU threads. Runs in the worker. Defined in the chapter "Scale"."""
+    it), with ``threads`` CPU threads, training on ``device`` where the experiment can.
+    Runs in the worker. Defined in the chapter "Scale"."""
+    from .run_scale import using_device
     from .threads import limit_threads
 
     limit_threads(threads)
     module = _module(module_name)
     if isinstance(names, (str, bytes)):
         raise ValueError(f"names must be a list of section names, got the string {names!r}")
-    with only_sections(names):
+    with only_sections(names), using_device(device):
         module.run(scale, out, progress=False)
     return out
 
@@ -142,18 +144,21 @@ def join_parts(parts, out: str | os.PathLike, command: str, *, settings: dict | 
 
 def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str = "local",
           folder: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-          slurm: dict | None = None, only=None, progress: bool = True, replace: bool = False) -> Path:
+          slurm: dict | None = None, only=None, progress: bool = True, replace: bool = False,
+          device: str = "cpu") -> Path:
     """Run every section of an experiment not yet stored in ``folder`` as ``workers``
     jobs with ``executor`` (:data:`EXECUTORS`), then join all the folder's parts into
     ``out`` (default: the experiment's stored results at full scale, its folder under
     ``runs/`` at smoke scale). ``slurm``: submitit's Slurm parameters (``partition``,
     ``timeout_min``, ``cpus_per_task``, ``gpus_per_node``, ...); ``only``: just these
     sections (a partial sweep, joined all the same); ``replace``: let the join replace
-    results ``out`` holds that it would not keep. The folder is held by one sweep at a
+    results ``out`` holds that it would not keep; ``device``: where the jobs train (``"cuda"``
+    on a GPU machine; experiments that train on the CPU only ignore it). The folder is held by one sweep at a
     time; parts are named so that they cannot collide, and checked for the current
     settings and code before anything runs. Defined in the chapter "Scale"."""
-    from .run_scale import current_scale
+    from .run_scale import check_device, current_scale
 
+    check_device(device)  # before any work: a GPU that is not there fails now
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     if (executor == "slurm") != bool(slurm):
@@ -170,7 +175,8 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
     if out.resolve().parent == folder.resolve() and out.name.startswith("part-"):
         raise ValueError(f"--out {str(out)!r} would be taken for one of the sweep's own parts: name it otherwise")
     folder.mkdir(parents=True, exist_ok=True)
-    command = f"python -m whydecoder.sweep {short} --scale {scale} --workers {workers} --executor {executor}"
+    command = f"python -m whydecoder.sweep {short} --scale {scale} --workers {workers} --executor {executor}" + (
+        f" --device {device}" if device != "cpu" else "")
     with exclusive(folder, command), exclusive(out, command):
         sections, settings = planned_sections(module.run, scale)
         makers = section_makers(sections)
@@ -183,7 +189,7 @@ def sweep(module_name: str, scale: str = "full", workers: int = 2, executor: str
         threads = max(1, (os.cpu_count() or 1) // max(1, len(groups)))
         if executor == "slurm":
             threads = int(slurm.get("cpus_per_task", 1))
-        args = [(module.__name__, scale, g, p, threads) for g, p in zip(groups, paths)]
+        args = [(module.__name__, scale, g, p, threads, device) for g, p in zip(groups, paths)]
         if groups:
             _execute(args, executor, folder, slurm or {}, progress)
         parts = sorted(folder.glob("part-*.json"))
@@ -282,6 +288,7 @@ def main(argv=None) -> None:
     parser.add_argument("--gpus-per-node", type=int, default=0)
     parser.add_argument("--replace", action="store_true",
                         help="let the join replace results the output already holds (without it, a sweep only adds)")
+    parser.add_argument("--device", default="cpu", help="where the jobs train: cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
@@ -290,7 +297,7 @@ def main(argv=None) -> None:
              | ({"gpus_per_node": args.gpus_per_node} if args.gpus_per_node else {})) if args.slurm else None
     try:
         out = sweep(args.module, args.scale, args.workers, executor, args.folder, args.out, slurm, args.sections,
-                    replace=args.replace)
+                    replace=args.replace, device=args.device)
     except (ValueError, Busy, OSError) as err:
         parser.error(str(err))
     except concurrent.futures.process.BrokenProcessPool as err:
