@@ -16,6 +16,11 @@ A module listed in :data:`SECOND_LINES` measures real trained models for the pag
 claim's experiment: it owns no rules (``RULES = {}``) and names the claims it informs in
 ``INFORMS``; its stored results carry provenance like every other.
 
+A module listed in :data:`STAGES` computes what another experiment reads (a learning-rate
+grid): it owns no rules and names the claims it informs. A module listed in
+:data:`IN_PROGRESS` is a campaign whose full run is still being stored part by part: it
+decides nothing yet and may have no complete stored results.
+
 A module listed in :data:`NOT_YET_UNDER_PROTOCOL` still decides its claims with the
 functions it had before the protocol (its stored results predate it) and owns no
 ``RULES`` yet; the list only shrinks.
@@ -25,10 +30,17 @@ Explained in "How to read this book" (stored results, verdicts).
 
 MODULES = ("ch03_conditional", "ch03_nope", "ch03_unmasking", "ch03_zeroshot", "ch04_lowrank", "ch04_real_rank",
            "ch05_icl", "ch05_nbce", "ch05_real_icl", "ch06_efficiency", "ch06_real_cache", "ch07_architecture", "ch07_efficiency_route",
-           "ch08_scale")
+           "ch08_head_to_head", "ch08_lr_grid", "ch08_scale")
 #: Second lines of evidence: real trained models measured beside a claim's experiment. They
 #: decide no claim (``RULES = {}``) and name the claims they inform in ``INFORMS``.
 SECOND_LINES = ("ch04_real_rank", "ch05_real_icl", "ch06_real_cache")
+#: Stages: experiments whose stored results another experiment reads (the fair head-to-head's
+#: learning-rate grid). They decide no claim (``RULES = {}``) and name the claims they inform.
+STAGES = ("ch08_lr_grid",)
+#: Campaigns still running: their rules and settings are committed, their full run is stored
+#: part by part across sessions, and until it is complete they decide nothing (``CLAIMS = ()``;
+#: the claims they will decide are named in ``INFORMS``) and have no complete stored results.
+IN_PROGRESS = ("ch08_head_to_head", "ch08_lr_grid")
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
 
@@ -44,7 +56,8 @@ def experiment_map() -> str:
     for name in sorted(MODULES, key=lambda n: (n in SECOND_LINES, n)):
         module = importlib.import_module(f"{__name__}.{name}")
         ids = [claim.id for claim in getattr(module, "CLAIMS", ())]
-        claims = _ids(ids) if ids else "informs " + _ids(list(module.INFORMS))
+        claims = (_ids(ids) if ids else f"will decide {_ids(list(module.INFORMS))} (campaign in progress)"
+                  if name in IN_PROGRESS and getattr(module, "RULES", {}) else "informs " + _ids(list(module.INFORMS)))
         rows.append(f"| `{name}` | {{doc}}`../chapters/{module.PAGE}` | {claims} | `{module.RESULTS_DIR.name}` |")
     return "\n".join(rows) + "\n"
 

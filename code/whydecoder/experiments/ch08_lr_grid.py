@@ -25,7 +25,7 @@ RESULTS_DIR = results_dir("lr_grid")
 PAGE = "08_scale/head_to_head"
 #: It decides no claim: the head-to-head's rules read its choice.
 RULES: dict = {}
-INFORMS = ("C01", "C12", "C16", "C18")
+INFORMS = ("C12", "C16", "C18")
 #: The grid's own settings: the fields of the head-to-head's that it reads.
 SETTINGS = {scale: grid_settings(s) for scale, s in SWEEP_SETTINGS.items()}
 SECTIONS = grid_names(SWEEP_SETTINGS["full"])
