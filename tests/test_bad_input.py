@@ -44,10 +44,10 @@ def decoder():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("P,Table 1,3,r,c,1,5,u,s\n", "line 2: 9 fields where the header has 8"),  # an unquoted 1,5
-    ("P,Table 1,3,r,c,1.5,u\n", "line 2: 7 fields where the header has 8"),
-    ("P,Table 1,3,r,c,1.5,u,s\nP,Table 1,3,r2,c,1,5,u,s\n", "line 3: 9 fields"),
-    ('"P,Table 1,3,r,c,1.5,u,s\n', "not a readable CSV file"),
+    ("P,Table 1,3,r,c,1,5,u,s,,k\n", "line 2: 11 fields where the header has 10"),  # an unquoted 1,5
+    ("P,Table 1,3,r,c,1.5,u,s,\n", "line 2: 9 fields where the header has 10"),
+    ("P,Table 1,3,r,c,1.5,u,s,,k\nP,Table 1,3,r2,c,1,5,u,s,,k\n", "line 3: 11 fields"),
+    ('"P,Table 1,3,r,c,1.5,u,s,,k\n', "not a readable CSV file"),
     ("", "no numbers below the header"),
 ])
 def test_papers_csv_with_shifted_columns_is_refused_naming_file_and_line(tmp_path, body, message):
@@ -63,7 +63,7 @@ def test_papers_empty_file_and_multiline_record(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="empty.csv: the file is empty"):
         papers.published("empty", path)
-    path.write_text(HEADER + '\nP,Table 1,3,"two\nlines",c,1.5,u,s\nP,Table 1,3,r,c,abc,u,s\n')
+    path.write_text(HEADER + '\nP,Table 1,3,"two\nlines",c,1.5,u,s,,k\nP,Table 1,3,r,c,abc,u,s,,k\n')
     with pytest.raises(ValueError, match="line 4: value 'abc'"):  # the line the record starts on
         papers.published("empty", path)
 
@@ -157,7 +157,7 @@ def test_ledger_refuses_a_row_with_an_extra_or_missing_field(tmp_path):
     lines = ledger.LEDGER_PATH.read_text(encoding="utf-8").splitlines(keepends=True)
     path = tmp_path / "claims.csv"
     path.write_text("".join(lines[:3]) + lines[3].rstrip("\n") + ",extra\n" + "".join(lines[4:]))
-    with pytest.raises(ValueError, match="claims.csv, line 4: 8 fields where the header has 7"):
+    with pytest.raises(ValueError, match="claims.csv, line 4: 9 fields where the header has 8"):
         ledger.read_ledger(path)
     rows = _rows()
     rows[5]["extra"] = "x"

@@ -26,14 +26,37 @@ def test_strength_counts_a_second_line_on_real_models():
 
 
 def test_the_answer_states_the_question_and_counts_by_id():
-    text = conclusion.answer_markdown(rows(C01="supported", C02="supported", C03="refuted", C18="refuted"))
-    assert "**refutes**" in text and "2 survive (C01 and C02)" in text and "1 fail (C03)" in text
+    text = conclusion.answer_markdown(rows(C01="supported", C02="supported", C03="refuted", C05="nuanced",
+                                           C18="refuted"))
+    assert "head-to-head refutes it" in text and "**nuanced**" in text  # ours, and the papers at scale
+    assert "Of the 3 reasons offered for decoder-only, 2 hold (C01 and C02) and 1 fails (C03)" in text
+    assert "of the 1 counter-argument, 1 holds only in part (C05)" in text
     assert "{doc}`conclusion <../chapters/09_conclusion/conclusion>`" in text
-    assert "untested" not in text.split("choice:")[1]  # empty groups are not listed
+    assert "untested" not in text.split("<div")[0]  # empty groups are not listed
+    assert "conclusion <" not in conclusion.answer_markdown(rows(C01="supported", C18="refuted"), links=False)
 
 
 def test_the_ledger_answer_agrees_with_the_ledger():
     ledger = read_ledger()
     text = conclusion.answer_markdown(ledger)
-    supported = [r["id"] for r in ledger if r["verdict"] == "supported" and r["id"] != "C18"]
-    assert f"{len(supported)} survive" in text
+    reasons = [r["id"] for r in ledger if r["verdict"] == "supported" and r["id"] in conclusion.ROLES["reason"]]
+    assert f"{len(reasons)} hold" in text or f"{len(reasons)} holds" in text
+    assert all(f'>{r["id"]}' in text for r in ledger if r["id"] != "C18")  # every claim in the chart
+
+
+def test_every_claim_but_the_question_has_one_role():
+    ids = [r["id"] for r in read_ledger() if r["id"] != conclusion.QUESTION]
+    placed = [c for group in conclusion.ROLES.values() for c in group]
+    assert sorted(placed) == sorted(ids)
+    assert conclusion.role("C15") == "context"
+
+
+def test_the_stated_model_sizes_match_the_experiments():
+    from whydecoder import head_to_head
+    from whydecoder.experiments import ch08_scale
+
+    smallest = ch08_scale.parameters(ch08_scale.SETTINGS["full"].sizes[0][0], ch08_scale.SETTINGS["full"])
+    s = head_to_head.SETTINGS["full"]
+    largest = head_to_head.parameters(s.size_names()[-1], s)
+    assert 1_000 <= smallest <= 3_000 and "two thousand" in conclusion.MODEL_SIZES
+    assert 550_000 <= largest <= 650_000 and "six hundred thousand" in conclusion.MODEL_SIZES

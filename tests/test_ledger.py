@@ -46,8 +46,10 @@ def test_the_writer_renders_the_committed_ledger_byte_for_byte():
 
 
 def test_validate_catches_bad_rows():
-    good = dict(zip(COLUMNS, ["C01", "a claim", "000", "x", "ch", "untested", ""]))
+    good = dict(zip(COLUMNS, ["C01", "a claim", "000", "x", "ch", "untested", "", "not tested at scale"]))
     validate_ledger([good])
+    with pytest.raises(ValueError, match="at_scale 'perhaps'"):
+        validate_ledger([dict(good, at_scale="perhaps")])
     with pytest.raises(ValueError, match="'C1'"):
         validate_ledger([dict(good, id="C1")])
     with pytest.raises(ValueError, match="appears twice"):

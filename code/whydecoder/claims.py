@@ -160,6 +160,7 @@ def compute_ledger(claims: dict[str, Claim] | None = None, sources: dict | None 
     question last, since its evidence weighs the others. A claim whose results are not
     stored complete is refused by name: the ledger never rests on a smoke run. Defined in
     "The claims ledger"."""
+    from .at_scale import relation
     from .ledger import COLUMNS, validate_ledger
 
     claims = all_claims() if claims is None else claims
@@ -175,7 +176,8 @@ def compute_ledger(claims: dict[str, Claim] | None = None, sources: dict | None 
             raise ValueError(f"{claim_id}: no complete stored results to judge it on; run its full scale first")
         verdict, evidence = claim.decide(results, [rows[c] for c in sorted(rows)])
         rows[claim_id] = {"id": claim_id, "claim": claim.claim, **sources[claim_id], "chapter": claim.chapter,
-                          "verdict": verdict.outcome, "evidence": evidence.line}
+                          "verdict": verdict.outcome, "evidence": evidence.line,
+                          "at_scale": relation(verdict.outcome, claim_id)}
     out = [{column: rows[c][column] for column in COLUMNS} for c in sorted(rows)]
     validate_ledger(out)
     return out
@@ -228,7 +230,10 @@ def show_verdict(claim_id: str, results: dict, verdict: Verdict | None = None) -
         evidence = claim.evidence(results, verdict, rows)
     settings = results.get("settings") if isinstance(results, dict) else None
     judged = ((settings or {}).get("rules") or {}).get(claim_id) if isinstance(settings, dict) else None
-    return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope, judged_by=judged)
+    from .at_scale import at_scale_line
+
+    return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope, judged_by=judged,
+                       at_scale=at_scale_line(claim.id, verdict.outcome))
 
 
 def main(argv=None) -> int:

@@ -81,23 +81,131 @@ def _ids(rows: list[dict]) -> str:
     return ", ".join(ids[:-1]) + f" and {ids[-1]}" if len(ids) > 1 else (ids[0] if ids else "none")
 
 
-def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapters/09_conclusion/conclusion") -> str:
-    """The short answer the landing page opens with, as MyST markdown: the verdict on the
-    question (C18) and how many of the sources' explanations survive, fail, depend on
-    conditions or stay open, by id, linking to the conclusion (``conclusion``: its path
-    for ``{doc}``). Defined in the chapter "Conclusion"."""
+#: What each claim is, for the reader: a reason offered for decoder-only, a counter-argument
+#: to one, or context (an observation about the field, or a tool, that is no reason either way).
+ROLES = {
+    "reason": ("C01", "C02", "C03", "C04", "C08", "C09", "C11", "C12", "C13", "C14", "C16"),
+    "counter-argument": ("C05", "C10"),
+    "context": ("C06", "C07", "C15", "C17", "C19", "C20", "C21"),
+}
+ROLE_WORDS = {"reason": "reasons offered for decoder-only", "counter-argument": "counter-arguments",
+              "context": "pieces of context (no reason either way)"}
+SINGULAR = {"reason": "reason offered for decoder-only", "counter-argument": "counter-argument",
+            "context": "piece of context"}
+
+
+def role(claim_id: str) -> str:
+    """``"reason"``, ``"counter-argument"`` or ``"context"`` (:data:`ROLES`); the question is
+    none of them. Defined in the chapter "Conclusion"."""
+    for name, ids in ROLES.items():
+        if claim_id in ids:
+            return name
+    raise ValueError(f"claim {claim_id!r} has no role in conclusion.ROLES (the question {QUESTION} has none)")
+
+
+def _tally(rows: list[dict]) -> str:
+    words = {"supported": ("holds", "hold"), "refuted": ("fails", "fail"),
+             "nuanced": ("holds only in part", "hold only in part"),
+             "inconclusive": ("could not be told at our scale",) * 2, "untested": ("is untested", "are untested")}
+    parts = [f"{len(g)} {words[o][len(g) > 1]} ({_ids(g)})" for o in GROUPS
+             for g in [[r for r in rows if r["verdict"] == o]] if g]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
+
+
+def _relation(row: dict) -> str:
+    from .at_scale import relation
+
+    return row.get("at_scale") or relation(row["verdict"], row["id"])
+
+
+def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapters/09_conclusion/conclusion",
+                    ledger: str = "claims", head_to_head: str = "../chapters/08_scale/head_to_head",
+                    links: bool = True) -> str:
+    """The short answer the landing page opens with, as MyST markdown, in plain sentences:
+    the question's verdict here and at scale, how the reasons offered for decoder-only and the
+    counter-arguments fared (by id), how the papers at scale stand to our verdicts, and the
+    size of our models; then a chart of every claim by role, and (``links``) the links
+    (``conclusion``, ``ledger``, ``head_to_head``: their paths for ``{doc}``). Defined in the
+    chapter "Conclusion"."""
+    from .at_scale import AT_SCALE
+
     rows = read_ledger() if rows is None else _checked(rows, question=True)
     question = next(r for r in rows if r["id"] == QUESTION)
-    groups = weigh(rows)
-    total = sum(len(g) for g in groups.values())
-    said = {"supported": "the book's head-to-head **supports** it at its scale, on next-byte loss",
-            "refuted": "the book's head-to-head **refutes** it at its scale, on next-byte loss",
-            "nuanced": "the book's head-to-head finds it **true only in part**",
-            "inconclusive": "the book's head-to-head **could not tell**",
-            "untested": "the book has **not yet tested** it"}[question["verdict"]]
-    parts = [f"**The short answer.** The sources conclude that at equal parameters and equal inference cost "
-             f"decoder-only is the best choice: {said}. Of the {total} explanations and observations they give for it,"]
-    counted = [f"{len(g)} {GROUPS[o]} ({_ids(g)})" for o, g in groups.items() if g]
-    parts.append("; ".join(counted) + ".")
-    parts.append(f"How each was weighed, and what the book could not test, is in the {{doc}}`conclusion <{conclusion}>`.")
-    return " ".join(parts)
+    at = AT_SCALE[QUESTION]
+    ours = {"supported": "supports it", "refuted": "refutes it", "nuanced": "finds it true only in part",
+            "inconclusive": "could not tell", "untested": "has not tested it"}[question["verdict"]]
+    relation = _relation(question)
+    if relation == "agrees":
+        headline = {"supported": "yes", "refuted": "no", "nuanced": "it depends on what you count",
+                    "inconclusive": "it cannot be told yet"}[question["verdict"]]
+    elif relation == "disagrees":
+        headline = "the book's small models and the papers at scale disagree"
+    elif at.reading == "nuanced":
+        headline = "it depends on what you count"
+    else:
+        headline = "the evidence is mixed"
+    sentences = [
+        f"**The short answer: {headline}.** The sources conclude that decoder-only is the best choice at equal "
+        f"parameters and equal inference cost. The book's own head-to-head {ours} on next-byte loss; the papers "
+        f"that compared the architectures at {at.sizes} read it as **{at.reading}**: {at.summary}."]
+    if _campaign_running():
+        sentences.append("That head-to-head gave the encoder-decoder no way to find the end of its source and gated "
+                         "only the decoder; a fair one, each architecture at its best and every arm gated, is running "
+                         f"({{doc}}`the fair head-to-head <{head_to_head}>`).")
+    tallies = [f"of the {len(g)} {ROLE_WORDS[name] if len(g) > 1 else SINGULAR[name]}, {_tally(g)}"
+               for name in ("reason", "counter-argument")
+               for g in [[r for r in rows if r["id"] in ROLES[name]]] if g]
+    if tallies:
+        sentences.append("; ".join(tallies)[0].upper() + "; ".join(tallies)[1:] + ".")
+    tested = [r for r in rows if r["id"] != QUESTION and _relation(r) != "not tested at scale"]
+    if tested:
+        by = {k: [r for r in tested if _relation(r) == k] for k in ("agrees", "disagrees", "mixed")}
+        verbs = {"agrees": "agree with our verdict on", "disagrees": "disagree on", "mixed": "are mixed on"}
+        said = [f"{verbs[k]} {_ids(g)}" for k, g in by.items() if g]
+        said = ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else said[0]
+        sentences.append(f"Where papers at scale test the same claims, they {said}.")
+    sentences.append(f"Our models are byte-level transformers of {MODEL_SIZES}, trained on a CPU: they test "
+                     "mechanisms, and the papers are the evidence at scale.")
+    where = (f"How each claim was weighed is in the {{doc}}`conclusion <{conclusion}>`, every verdict with its "
+             f"evidence in the {{doc}}`claims ledger <{ledger}>`.")
+    return " ".join(sentences) + "\n\n" + chart_html(rows) + ("\n\n" + where if links else "")
+
+
+#: The size of the book's trained models in words (the experiments' settings, checked by a test).
+MODEL_SIZES = ("about two thousand to six hundred thousand non-embedding parameters (the largest in the fair "
+               "head-to-head)")
+
+
+def _campaign_running() -> bool:
+    """Whether the fair head-to-head is still a campaign in progress."""
+    from .experiments import IN_PROGRESS
+
+    return "ch08_head_to_head" in IN_PROGRESS
+
+
+def chart_html(rows: list[dict]) -> str:
+    """The landing page's figure: every claim as a chip coloured by its verdict, in three
+    rows (reasons, counter-arguments, context), marked where papers at scale agree (=),
+    disagree (x) or are mixed (~); as raw HTML for MyST. Defined in the chapter "Conclusion"."""
+    import html
+
+    from .report import VERDICT_COLOURS
+
+    marks = {"agrees": "=", "disagrees": "\u00d7", "mixed": "~", "not tested at scale": ""}
+    lines = ['<div class="claims-chart" role="figure" aria-label="Every claim by role, coloured by verdict">']
+    for name in ("reason", "counter-argument", "context"):
+        chips = []
+        for r in rows:
+            if r["id"] not in ROLES[name]:
+                continue
+            colour = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
+            mark = marks[_relation(r)]
+            title = html.escape(f"{r['id']}: {r.get('claim', '')} ({r['verdict']}; at scale: {_relation(r)})")
+            chips.append(f'<span title="{title}" style="display:inline-block;margin:2px;padding:1px 6px;'
+                         f'border-radius:4px;color:white;background:{colour}">{r["id"]}{(" " + mark) if mark else ""}</span>')
+        lines.append(f'<div><span style="display:inline-block;width:11em">{html.escape(ROLE_WORDS[name].split(" (")[0])}'
+                     f'</span>{"".join(chips)}</div>')
+    legend = " ".join(f'<span style="color:{c}">&#9632;</span> {o}' for o, c in VERDICT_COLOURS.items() if o != "untested")
+    lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; = papers at scale agree, '
+                 "&#215; disagree, ~ mixed</div></div>")
+    return "".join(lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 from .paths import DATA
 from .verdicts import OUTCOMES
 
-COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence")
+COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "evidence", "at_scale")
 VERDICTS = OUTCOMES  # one list of outcomes for the whole book
 LEDGER_PATH = DATA / "claims.csv"
 
@@ -70,6 +70,10 @@ def validate_ledger(rows: list[dict]) -> None:
             raise ValueError(f"claim {cid}: verdict {row['verdict']!r} is not one of {VERDICTS}")
         if not row["claim"].strip():
             raise ValueError(f"claim {cid}: empty claim text")
+        from .at_scale import RELATIONS
+
+        if row["at_scale"] not in RELATIONS:
+            raise ValueError(f"claim {cid}: at_scale {row['at_scale']!r} is not one of {RELATIONS}")
         if row["verdict"] != "untested" and not row["evidence"].strip():
             raise ValueError(f"claim {cid}: verdict {row['verdict']!r} needs one line of evidence")
 

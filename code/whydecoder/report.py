@@ -158,12 +158,13 @@ LEDGER_FROM_CHAPTER = "../../book/claims.html"
 
 
 def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str,
-                ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None) -> str:
+                ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None, at_scale: str | None = None) -> str:
     """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
     row of the ``ledger``), what was tested (the rule's statement and its fixed parameters;
     ``judged_by``: the fingerprint the results were judged by, when a migration has
     changed it since), the outcome with why, the evidence with its intervals, and the scope
-    of the experiment.
+    of the experiment; ``at_scale``: what the papers at scale found, and how it stands to the
+    verdict (:func:`whydecoder.at_scale.at_scale_line`), when a paper at scale addresses the claim.
     Defined in "How to read this book"."""
     if getattr(verdict, "outcome", None) not in VERDICT_COLOURS or not hasattr(verdict, "reason"):
         raise ValueError(f"verdict must be a Verdict (an outcome in {tuple(VERDICT_COLOURS)} and a reason), "
@@ -184,6 +185,8 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
                         f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}"),
             ("Evidence", html.escape(evidence)),
             ("Scope", html.escape(scope))]
+    rows.append(("At scale", html.escape(at_scale) if at_scale else
+                 "<span style='color:#57606a'>no paper at scale tests this claim</span>"))
     body = "".join(f'<tr><th style="padding:4px 8px;vertical-align:top;width:6.5em">{k}</th>'
                    f'<td style="padding:4px 8px">{v}</td></tr>' for k, v in rows)
     return (f'<div class="verdict-box" style="border-left:4px solid {colour};padding:4px 0;margin:1em 0">'

@@ -53,7 +53,7 @@ def current_device() -> str:
 
 @contextlib.contextmanager
 def using_device(device: str):
-    """Run experiments on ``device`` (checked with :func:`check_device`) inside the block."""
+    """Run experiments on ``device`` (checked with :func:`check_device`) inside the block. Defined in "How to read this book"."""
     token = _DEVICE.set(check_device(device))
     try:
         yield device

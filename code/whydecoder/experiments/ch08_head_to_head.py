@@ -74,12 +74,12 @@ CAPABILITY = (("decoder", "continued"), ("prefix-lm", "continued"), ("encoder", 
 
 
 def run_name(arch: str, size: str, seed: int) -> str:
-    """The stored section of one run."""
+    """The stored section of one run. Defined in the chapter "The fair head-to-head"."""
     return f"{arch}:{size}:{seed}"
 
 
 def section_names(scale: str) -> tuple[str, ...]:
-    """Every section at ``scale``: the capability test, the baseline, then each run."""
+    """Every section at ``scale``: the capability test, the baseline, then each run. Defined in the chapter "The fair head-to-head"."""
     s = SETTINGS[scale]
     return ("capability", "baseline") + tuple(run_name(a, size, seed) for size in s.size_names() for a in ARCHS
                                               for seed in s.seeds_at(size))
@@ -89,7 +89,7 @@ SECTIONS = section_names("full")
 
 
 def section_cost(name: str, scale: str | None = None) -> float:
-    """A section's running time, in training FLOPs (the sweep starts the longest first)."""
+    """A section's running time, in training FLOPs (the sweep starts the longest first). Defined in the chapter "The fair head-to-head"."""
     from ..head_to_head import training_flops
 
     if name.count(":") != 2:
@@ -100,7 +100,7 @@ def section_cost(name: str, scale: str | None = None) -> float:
 
 def stored_grid(scale: str) -> dict:
     """The learning-rate grid's results: at full scale the stored, complete grid (an error
-    says how to make it), at smoke scale computed here."""
+    says how to make it), at smoke scale computed here. Defined in the chapter "The fair head-to-head"."""
     s = SETTINGS[scale]
     names = grid_names(s)
     if scale == "full":
@@ -117,7 +117,7 @@ def stored_grid(scale: str) -> dict:
 
 def sweep_settings(scale: str, grid: dict) -> dict:
     """The settings stored with (and required of) the results: the sizes, the rules'
-    fingerprints, the capability test's steps, the grid's losses and the rates they give."""
+    fingerprints, the capability test's steps, the grid's losses and the rates they give. Defined in the chapter "The fair head-to-head"."""
     s = SETTINGS[scale]
     losses = grid_losses(grid)
     return judged_settings(s, RULES) | {
@@ -130,7 +130,7 @@ def sweep_settings(scale: str, grid: dict) -> dict:
 
 def one_run(arch: str, size: str, seed: int, lr: float, scale: str, d: dict, sets: dict, device: str,
             progress: bool = True) -> dict:
-    """Pretrain one model at its rate and measure it in the three families."""
+    """Pretrain one model at its rate and measure it in the three families. Defined in the chapter "The fair head-to-head"."""
     s = SETTINGS[scale]
     start = time.perf_counter()
     model, result = pretrain(arch, size, lr, seed, s, d["train"], device, progress)
@@ -143,7 +143,7 @@ def one_run(arch: str, size: str, seed: int, lr: float, scale: str, d: dict, set
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
-    """Every section at ``scale``; with ``out``, stored section by section."""
+    """Every section at ``scale``; with ``out``, stored section by section. Defined in the chapter "The fair head-to-head"."""
     scale = current_scale(scale)
     s = SETTINGS[scale]
     grid = stored_grid(scale)
@@ -169,7 +169,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
     """The stored payload if complete under the current settings and rules (and the stored
-    grid), else ``None``."""
+    grid), else ``None``. Defined in the chapter "The fair head-to-head"."""
     stored = load_result(path)
     if stored is None:
         return None
@@ -195,7 +195,7 @@ BUDGET_WORDS = {"parameters": "equal parameters", "train_flops": "equal training
 
 
 def runs(results: dict) -> dict[str, dict[str, dict[int, dict]]]:
-    """``{arch: {size: {seed: run}}}``, sizes in the settings' order."""
+    """``{arch: {size: {seed: run}}}``, sizes in the settings' order. Defined in the chapter "The fair head-to-head"."""
     sizes = [z for z, _, _ in results["settings"]["sizes"]]
     out = {a: {z: {} for z in sizes} for a in ARCHS}
     for name, value in results.items():
@@ -205,21 +205,21 @@ def runs(results: dict) -> dict[str, dict[str, dict[int, dict]]]:
 
 
 def score(run: dict, family: str) -> float:
-    """A run's measure in ``family``, oriented so that higher is better."""
+    """A run's measure in ``family``, oriented so that higher is better. Defined in the chapter "The fair head-to-head"."""
     _, read, lower = MEASURES[family]
     return -read(run) if lower else read(run)
 
 
 def threshold(results: dict, family: str, p: dict) -> float:
     """The gate in oriented units: beat the unigram baseline's loss by ``loss_gate``, or
-    chance on the probe by ``accuracy_gate``."""
+    chance on the probe by ``accuracy_gate``. Defined in the chapter "The fair head-to-head"."""
     if family == "understanding":
         return results["baseline"]["probe_chance"] + p["accuracy_gate"]
     return -(results["baseline"]["nats_per_byte"] - p["loss_gate"])
 
 
 def gated_sizes(results: dict, p: dict) -> dict[str, dict[str, list[str]]]:
-    """``{family: {arch: [sizes whose mean over seeds passed the gate]}}``."""
+    """``{family: {arch: [sizes whose mean over seeds passed the gate]}}``. Defined in the chapter "The fair head-to-head"."""
     every = runs(results)
     return {f: {a: [z for z, by_seed in every[a].items()
                     if by_seed and np.mean([score(r, f) for r in by_seed.values()]) >= threshold(results, f, p)]
@@ -250,7 +250,7 @@ def head_to_head(results: dict, p: dict) -> dict:
     score minus the other's, paired by seed (95% t), read with :func:`compare` at the
     family's margin; the cell's reading: ``"best"`` (ahead of every compared arm),
     ``"beaten"`` (behind one), ``"tied or unclear"``, or ``"not counted"`` (the decoder or
-    every other arm failed its gate, or no other arm reaches the budget)."""
+    every other arm failed its gate, or no other arm reaches the budget). Defined in the chapter "The fair head-to-head"."""
     every, gates = runs(results), gated_sizes(results, p)
     out: dict = {}
     for family in FAMILIES:
@@ -388,7 +388,7 @@ def gap_slopes(results: dict, p: dict) -> dict:
     their gates and, with at least three, the per-seed least-squares slope of the decoder's
     lead (oriented score minus the masked LM's) against log10 parameters (95% t over the
     seeds present at all of them), read with :func:`compare` at the family's margin per
-    decade."""
+    decade. Defined in the chapter "The fair head-to-head"."""
     every, gates = runs(results), gated_sizes(results, p)
     out = {}
     for family in FAMILIES:
@@ -451,7 +451,7 @@ def extrapolations(results: dict, p: dict) -> dict:
     """C16's numbers: per architecture, its continuation loss at the sizes where it passed
     its gate; with at least four such sizes, the largest among them, the power law fitted
     to the rest and its prediction of the largest (:func:`whydecoder.power_law.extrapolate`,
-    ``p["replicates"]`` bootstrap replicates) read with :func:`predictability`."""
+    ``p["replicates"]`` bootstrap replicates) read with :func:`predictability`. Defined in the chapter "The fair head-to-head"."""
     every, gates = runs(results), gated_sizes(results, p)
     out = {}
     for a in ARCHS:
@@ -527,7 +527,7 @@ if __name__ == "__main__":
 def budget_table(scale: str = "full"):
     """Every run's budgets at ``scale``, computed in code, as a frame: size, architecture,
     non-embedding parameters, training FLOPs, bytes read, supervised targets, epochs,
-    inference FLOPs per generated byte, and seeds."""
+    inference FLOPs per generated byte, and seeds. Defined in the chapter "The fair head-to-head"."""
     import pandas as pd
 
     s = SETTINGS[scale]
@@ -545,7 +545,7 @@ def budget_table(scale: str = "full"):
 
 def campaign_status(path: str | Path = RESULTS_DIR / "full.json") -> dict:
     """How far the campaign is: the grid stored or not, the sections stored of the total,
-    and the training FLOPs done and left."""
+    and the training FLOPs done and left. Defined in the chapter "The fair head-to-head"."""
     from ..head_to_head import training_flops
 
     s = SETTINGS["full"]

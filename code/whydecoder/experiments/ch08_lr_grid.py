@@ -32,7 +32,7 @@ SECTIONS = grid_names(SWEEP_SETTINGS["full"])
 
 
 def section_cost(name: str, scale: str | None = None) -> float:
-    """A grid point's running time, in bytes read (the sweep starts the longest first)."""
+    """A grid point's running time, in bytes read (the sweep starts the longest first). Defined in the chapter "The fair head-to-head"."""
     from ..head_to_head import rows_per_step
 
     s = SWEEP_SETTINGS[current_scale(scale)]
@@ -54,7 +54,7 @@ def run(scale: str | None = None, out: str | Path | None = None, progress: bool 
 
 
 def load_complete(path: str | Path = RESULTS_DIR / "full.json") -> dict | None:
-    """The stored grid if complete under the current settings, else ``None``."""
+    """The stored grid if complete under the current settings, else ``None``. Defined in the chapter "The fair head-to-head"."""
     return load_stored(path, SECTIONS, judged_settings(SETTINGS["full"], RULES))
 
 

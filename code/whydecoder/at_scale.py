@@ -1,0 +1,210 @@
+"""What the papers at scale say about each claim, beside our small models' verdict.
+
+Our experiments test mechanisms on models of thousands to hundreds of thousands of
+parameters; the papers that compared these architectures at 100M-100B parameters are the
+evidence at scale. :data:`AT_SCALE` declares, for each claim a paper at scale addresses,
+which papers (their numbers in ``data/papers/``), at what sizes, what they found (a sentence
+whose numbers are read from those files) and how that reads as a verdict on the claim.
+:func:`relation` compares it with ours: ``agrees``, ``disagrees``, ``mixed``, or ``not tested
+at scale``, the ledger's ``at_scale`` column.
+
+Explained in "The claims ledger" (at scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .papers import published, value
+
+RELATIONS = ("agrees", "disagrees", "mixed", "not tested at scale")
+READINGS = ("supported", "refuted", "nuanced")
+
+
+@dataclass(frozen=True)
+class AtScale:
+    """One claim at scale: the papers (``data/papers/`` names), the sizes they span in
+    words, how their findings read as a verdict on the claim (:data:`READINGS`), and
+    ``finding``, which writes the finding with its numbers read from the papers' files;
+    ``summary``: the finding in a few words, for the landing page.
+    Defined in "The claims ledger"."""
+
+    papers: tuple[str, ...]
+    sizes: str
+    reading: str
+    finding: Callable[[], str]
+    summary: str = ""
+
+    def __post_init__(self):
+        if self.reading not in READINGS:
+            raise ValueError(f"reading must be one of {READINGS}, got {self.reading!r}")
+        if not self.papers or not all(isinstance(p, str) for p in self.papers):
+            raise ValueError(f"papers must name files of data/papers, got {self.papers!r}")
+
+
+def _v(paper: str, row: str, column: str, table: str | None = None) -> str:
+    """One published number as printed (``12.5``, ``1.6``); ``table`` picks one where the
+    paper states it twice."""
+    frame = published(paper)
+    if table is not None:
+        frame = frame[frame["table"] == table]
+    return f"{value(frame, row, column):g}"
+
+
+def _c01() -> str:
+    g = "zhang2025_t5gemma"
+    return (f"T5Gemma (2B-2B, about twice the 2B decoder's non-embedding parameters at similar inference FLOPs): "
+            f"pretrained score {_v(g, '2B-2B', 'PT Score, + PrefixLM (encoder-decoder)')} vs "
+            f"{_v(g, '2B-2B', 'PT Score, Gemma 2 (decoder-only)')} for Gemma 2 2B, and "
+            f"{_v(g, '2B-2B', 'IT Score, + PrefixLM (encoder-decoder) (RLHF, number in parentheses)')} vs "
+            f"{_v(g, '2B-2B', 'IT Score, Gemma 2 (decoder-only) (RLHF, number in parentheses)')} after instruction "
+            f"tuning; the decoder given {_v(g, 'Gemma 2 2B (decoder-only) + extra pretraining', 'extra pretraining tokens')}T "
+            f"more tokens reached {_v(g, 'Gemma 2 2B (decoder-only) + another 6 trillion pretraining tokens', 'PT score')}. "
+            "The edge survives matched inference cost, not a parameter match")
+
+
+def _c02() -> str:
+    w = "wang2022_zeroshot"
+    return (f"Wang et al.: the non-causal (prefix-LM) decoder against the causal one, {_v(w, 'ND:PLM', 'EAI-Eval, after pretraining')} "
+            f"vs {_v(w, 'CD:FLM', 'EAI-Eval, after pretraining')} on EAI-Eval after pretraining, "
+            f"{_v(w, 'ND:PLM', 'T0-Eval, after multitask finetuning')} vs {_v(w, 'CD:FLM', 'T0-Eval, after multitask finetuning')} "
+            "on T0-Eval after multitask finetuning: no gain before finetuning, a gain after")
+
+
+def _c09() -> str:
+    w = "wang2022_zeroshot"
+    return (f"Wang et al. (168B tokens): after self-supervised pretraining only, the causal "
+            f"decoder with full LM scores {_v(w, 'CD:FLM', 'EAI-Eval, after pretraining')} on EAI-Eval, the "
+            f"non-causal decoder {_v(w, 'ND:PLM', 'EAI-Eval, after pretraining')}, the encoder-decoder "
+            f"{_v(w, 'ED:PLM', 'EAI-Eval, after pretraining')}")
+
+
+def _c10() -> str:
+    w, g = "wang2022_zeroshot", "zhang2025_t5gemma"
+    return (f"Wang et al.: after multitask finetuning the non-causal decoder leads on T0-Eval "
+            f"({_v(w, 'ND:PLM', 'T0-Eval, after multitask finetuning')} vs "
+            f"{_v(w, 'CD:FLM', 'T0-Eval, after multitask finetuning')} for the causal decoder); T5Gemma: after "
+            f"instruction tuning the adapted encoder-decoder leads at 9B "
+            f"({_v(g, '9B-9B', 'IT Score, + PrefixLM (encoder-decoder) (RLHF, number in parentheses)')} vs "
+            f"{_v(g, '9B-9B', 'IT Score, Gemma 2 (decoder-only) (RLHF, number in parentheses)')})")
+
+
+def _c11() -> str:
+    p = "patel2023_bidirectional"
+    return (f"Patel et al.: mT5-XL ({_v(p, 'mT5 used with SAP (mT5-XL)', 'parameters')}B parameters, bidirectional "
+            f"encoder-decoder), prompted in context with SAP, matches XGLM and GPT-3 few-shot translation with about "
+            f"{_v(p, 'mT5 + SAP, few-shot, vs XGLM and GPT-3', 'fewer parameters')}% fewer parameters; the authors note "
+            "the models also differ in data and architecture")
+
+
+def _c12() -> str:
+    e = "weller2025_ettin"
+    enc = _v(e, "MNLI: native encoder vs decoder adapted to encoder tasks by continued training", "size of the encoder")
+    dec = _v(e, "MNLI: native encoder vs decoder adapted to encoder tasks by continued training",
+             "size of the decoder it outperforms")
+    return (f"Ettin (paired encoders and decoders, {_v(e, 'Ettin suite (paired encoder-only and decoder-only models)', 'smallest model size')}M "
+            f"to {_v(e, 'Ettin suite (paired encoder-only and decoder-only models)', 'largest model size')}B, same data "
+            f"and recipe; abstract): encoders win classification and retrieval, decoders generation, at every size; a "
+            f"{enc}M encoder beats a {dec}B decoder continue-trained as an encoder on MNLI")
+
+
+def _c14() -> str:
+    return _c12()
+
+
+def _c16() -> str:
+    k, r = "kaplan2020_scaling", "zhang2025_redllm"
+    return (f"Kaplan et al. fit a power law in parameters for decoders up to "
+            f"{value(published(k), 'models trained', 'largest model size') / 1e9:g}B parameters (alpha_N "
+            f"{_v(k, 'L(N) = (N_c/N)^alpha_N', 'alpha_N')}); RedLLM ({_v(r, 'RedLLM and DecLLM, smallest size', 'model size')}M "
+            f"to {_v(r, 'RedLLM and DecLLM, largest size', 'model size')}B) reports that the encoder-decoder scales "
+            "comparably: a power law holds, but not for the decoder alone")
+
+
+def _c18() -> str:
+    r, g = "zhang2025_redllm", "zhang2025_t5gemma"
+    return (f"RedLLM ({_v(r, 'RedLLM and DecLLM, smallest size', 'model size')}M to "
+            f"{_v(r, 'RedLLM and DecLLM, largest size', 'model size')}B, {_v(r, 'RedLLM and DecLLM', 'pretraining tokens')}T "
+            f"tokens): the decoder is the more compute-optimal in pretraining (at equal parameters it spends about "
+            f"{_v(r, 'DecLLM vs RedLLM at equal parameter count', 'training FLOPs ratio')} times the training FLOPs), while "
+            f"after instruction tuning the encoder-decoder is comparable or better at lower inference cost; T5Gemma at "
+            f"similar inference FLOPs: "
+            f"{_v(g, '9B-9B', 'IT Score, + PrefixLM (encoder-decoder) (RLHF, number in parentheses)')} vs "
+            f"{_v(g, '9B-9B', 'IT Score, Gemma 2 (decoder-only) (RLHF, number in parentheses)')} after instruction tuning "
+            "at 9B. It depends on what is counted")
+
+
+def _c08() -> str:
+    h = "haviv2022_nope"
+    return (f"Haviv et al.: a decoder without positions reaches perplexity {_v(h, 'NoPos', 'The Pile')} on the "
+            f"Pile against {_v(h, 'Learned', 'The Pile')} with learned positions, while a masked LM without them "
+            f"reaches {_v(h, 'NoPos', 'MLM perplexity')} against {_v(h, 'Learned', 'MLM perplexity')}")
+
+
+def _c06() -> str:
+    b = "bhojanapalli2020_table1"
+    return (f"Bhojanapalli et al. (BERT-large): with heads of size d/h, SQuAD F1 falls from "
+            f"{_v(b, 'BERT-large, 8 heads of size d/h (336M parameters)', 'SQuAD F1')} at 8 heads to "
+            f"{_v(b, 'BERT-large, 32 heads of size d/h (336M parameters)', 'SQuAD F1')} at 32")
+
+
+def _c20() -> str:
+    j = "jiang2024_mixtral"
+    return (f"Mixtral 8x7B ({_v(j, 'Mixtral 8x7B', 'active parameters')}B active of "
+            f"{_v(j, 'Mixtral 8x7B', 'total parameters')}B) scores {_v(j, 'Mixtral 8x7B', 'MMLU')} on MMLU against "
+            f"{_v(j, 'LLaMA 2 70B', 'MMLU')} for LLaMA 2 70B; RetNet reports lower inference memory at 6.7B")
+
+
+def _c21() -> str:
+    q = "dettmers2023_qlora"
+    return (f"QLoRA finetunes a 65B model in {_v(q, 'QLoRA, 65B model', 'GPU memory for finetuning', 'Abstract')} GB against "
+            f"{_v(q, 'regular 16-bit finetuning, LLaMA 65B', 'GPU memory for finetuning')} GB, at a mean score of "
+            f"{_v(q, 'NFloat4 + DQ', 'Mean')} against {_v(q, 'BFloat16', 'Mean')} in 16 bits")
+
+
+#: The claims a paper at scale addresses. Every other claim is not tested at scale.
+AT_SCALE: dict[str, AtScale] = {
+    "C01": AtScale(("zhang2025_t5gemma",), "2B to 9B parameters", "nuanced", _c01),
+    "C02": AtScale(("wang2022_zeroshot",), "about 5B parameters", "nuanced", _c02),
+    "C06": AtScale(("bhojanapalli2020_table1",), "336M parameters", "supported", _c06),
+    "C08": AtScale(("haviv2022_nope",), "up to 1.3B parameters", "supported", _c08),
+    "C09": AtScale(("wang2022_zeroshot",), "about 5B to 11B parameters", "supported", _c09),
+    "C10": AtScale(("wang2022_zeroshot", "zhang2025_t5gemma"), "2B to 11B parameters", "supported", _c10),
+    "C11": AtScale(("patel2023_bidirectional",), "3.7B against up to 175B parameters", "refuted", _c11),
+    "C12": AtScale(("weller2025_ettin",), "17M to 1B parameters", "nuanced", _c12),
+    "C14": AtScale(("weller2025_ettin",), "17M to 1B parameters", "supported", _c14),
+    "C16": AtScale(("kaplan2020_scaling", "zhang2025_redllm"), "up to 8B parameters", "nuanced", _c16),
+    "C18": AtScale(("zhang2025_redllm", "zhang2025_t5gemma"), "150M to 9B parameters", "nuanced", _c18,
+                   "decoder-only is the more compute-efficient to pretrain, but after instruction tuning an "
+                   "encoder-decoder matches or beats it at lower inference cost (RedLLM, T5Gemma)"),
+    "C20": AtScale(("jiang2024_mixtral", "sun2023_retnet"), "7B to 70B parameters", "supported", _c20),
+    "C21": AtScale(("dettmers2023_qlora",), "7B to 65B parameters", "supported", _c21),
+}
+
+
+def relation(ours: str, claim_id: str) -> str:
+    """How our verdict ``ours`` stands to the papers at scale on ``claim_id``: ``agrees``
+    (the same verdict), ``disagrees`` (one supported, the other refuted), ``mixed`` (any
+    other pair: one of the two nuanced, or ours inconclusive), ``not tested at scale``.
+    Defined in "The claims ledger"."""
+    if ours not in READINGS + ("inconclusive",):
+        raise ValueError(f"unknown verdict {ours!r}; expected one of {READINGS + ('inconclusive',)}")
+    at = AT_SCALE.get(claim_id)
+    if at is None:
+        return "not tested at scale"
+    if ours == at.reading:
+        return "agrees"
+    if {ours, at.reading} == {"supported", "refuted"}:
+        return "disagrees"
+    return "mixed"
+
+
+def at_scale_line(claim_id: str, ours: str) -> str | None:
+    """The verdict box's "at scale" line: the papers' finding, its sizes, what it reads as
+    and how it stands to ours; ``None`` for a claim no paper at scale addresses. Defined in
+    "The claims ledger"."""
+    at = AT_SCALE.get(claim_id)
+    if at is None:
+        return None
+    return f"{at.finding()} ({at.sizes}). Read as {at.reading}; {relation(ours, claim_id)} with ours."
