@@ -208,3 +208,18 @@ def test_c16_predictable_missed_and_too_few_sizes():
             r["next_byte"]["mean"] = 3.1
     v = m._c16_decide(few, params)
     assert v.outcome == "inconclusive" and "not counted" in v.reason
+
+
+def test_the_device_reaches_the_experiments(monkeypatch):
+    """The --device switch, wired on a CPU: inside using_device the experiments train where
+    it says; a GPU torch does not see is refused (above)."""
+    from whydecoder.run_scale import current_device, using_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with using_device("cuda"):
+        assert current_device() == "cuda"
+    assert current_device() == "cpu"
+    with pytest.raises(ValueError, match="sees 1 GPU"):
+        with using_device("cuda:1"):
+            pass

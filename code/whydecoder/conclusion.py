@@ -90,6 +90,8 @@ ROLES = {
 }
 ROLE_WORDS = {"reason": "reasons offered for decoder-only", "counter-argument": "counter-arguments",
               "context": "pieces of context (no reason either way)"}
+#: The chart's row labels.
+CHART_LABELS = {"reason": "reasons for decoder-only", "counter-argument": "counter-arguments", "context": "context"}
 SINGULAR = {"reason": "reason offered for decoder-only", "counter-argument": "counter-argument",
             "context": "piece of context"}
 
@@ -123,8 +125,8 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
                     links: bool = True) -> str:
     """The short answer the landing page opens with, as MyST markdown, in plain sentences:
     the question's verdict here and at scale, how the reasons offered for decoder-only and the
-    counter-arguments fared (by id), how the papers at scale stand to our verdicts, and the
-    size of our models; then a chart of every claim by role, and (``links``) the links
+    counter-arguments fared (by id), and the size of our models; then a chart (where the
+    papers at scale agree with each verdict) of every claim by role, and (``links``) the links
     (``conclusion``, ``ledger``, ``head_to_head``: their paths for ``{doc}``). Defined in the
     chapter "Conclusion"."""
     from .at_scale import AT_SCALE
@@ -157,13 +159,6 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
                for g in [[r for r in rows if r["id"] in ROLES[name]]] if g]
     if tallies:
         sentences.append("; ".join(tallies)[0].upper() + "; ".join(tallies)[1:] + ".")
-    tested = [r for r in rows if r["id"] != QUESTION and _relation(r) != "not tested at scale"]
-    if tested:
-        by = {k: [r for r in tested if _relation(r) == k] for k in ("agrees", "disagrees", "mixed")}
-        verbs = {"agrees": "agree with our verdict on", "disagrees": "disagree on", "mixed": "are mixed on"}
-        said = [f"{verbs[k]} {_ids(g)}" for k, g in by.items() if g]
-        said = ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else said[0]
-        sentences.append(f"Where papers at scale test the same claims, they {said}.")
     sentences.append(f"Our models are byte-level transformers of {MODEL_SIZES}, trained on a CPU: they test "
                      "mechanisms, and the papers are the evidence at scale.")
     where = (f"How each claim was weighed is in the {{doc}}`conclusion <{conclusion}>`, every verdict with its "
@@ -203,7 +198,7 @@ def chart_html(rows: list[dict]) -> str:
             title = html.escape(f"{r['id']}: {r.get('claim', '')} ({r['verdict']}; at scale: {_relation(r)})")
             chips.append(f'<span title="{title}" style="display:inline-block;margin:2px;padding:1px 6px;'
                          f'border-radius:4px;color:white;background:{colour}">{r["id"]}{(" " + mark) if mark else ""}</span>')
-        lines.append(f'<div><span style="display:inline-block;width:11em">{html.escape(ROLE_WORDS[name].split(" (")[0])}'
+        lines.append(f'<div><span style="display:inline-block;width:12em">{html.escape(CHART_LABELS[name])}'
                      f'</span>{"".join(chips)}</div>')
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {o}' for o, c in VERDICT_COLOURS.items() if o != "untested")
     lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; = papers at scale agree, '

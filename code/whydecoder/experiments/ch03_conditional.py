@@ -308,10 +308,12 @@ def _c01_decide(results: dict, p: dict) -> Verdict:
     baselines): where the encoder-decoder has an edge, does sharing its weights (half the
     parameters, the same FLOPs) lose at least ``p["most"]`` of it? Every reading with an
     edge says yes: supported; every one says no: refuted; they disagree: nuanced. No edge
-    anywhere: inconclusive. Gate: our 2P encoder-decoder and decoder beat the unigram
-    baseline by ``p["gate_nats"]``; our readings that straddle zero do not vote."""
+    anywhere: inconclusive. Gate: every arm a reading of ours compares (the 2P and the
+    shared encoder-decoder, the decoder and the prefix-LM) beats the unigram baseline by
+    ``p["gate_nats"]``; our readings that straddle zero do not vote."""
     runs, base = results["t5_variants"], results["baseline"]["continuation"]
-    for name in (list(T5_VARIANTS)[0], list(T5_VARIANTS)[3]):
+    names = list(T5_VARIANTS)
+    for name in (names[0], names[1], names[3], names[4]):
         if not learned(_mean([r for r in runs if r["variant"] == name]), base, lower_is_better=True,
                        by=p["gate_nats"]):
             return Verdict("inconclusive", f"{name} did not beat the unigram baseline ({base:.2f})", {})

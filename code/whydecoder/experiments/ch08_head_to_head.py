@@ -560,3 +560,27 @@ def campaign_status(path: str | Path = RESULTS_DIR / "full.json") -> dict:
     return {"grid complete": grid, "sections stored": len(done & set(SECTIONS)), "sections": len(SECTIONS),
             "training FLOPs stored": sum(f for n, f in flops.items() if n in done),
             "training FLOPs in all": sum(flops.values())}
+
+
+def grid_table():
+    """The learning-rate grid as the page shows it: per architecture and grid size, the
+    own-objective validation loss at each rate (``None`` where a rate diverged), the rate
+    chosen, and the rate every size then trains at; ``None`` while the grid is incomplete.
+    Defined in the chapter "The fair head-to-head"."""
+    import pandas as pd
+
+    s = SETTINGS["full"]
+    try:
+        grid = stored_grid("full")
+    except ValueError:
+        return None
+    losses, rates = grid_losses(grid), learning_rates(grid, s)
+    rows = []
+    for a in ARCHS:
+        for z in s.grid_sizes:
+            row = {"architecture": LABELS[a], "size": z}
+            row |= {f"lr {r:g}": (None if math.isinf(v) else v) for r, v in sorted(losses[a][z].items())}
+            rows.append(row | {"chosen": rates[a][z]})
+    chosen = pd.DataFrame(rows)
+    every = pd.DataFrame([{"architecture": LABELS[a]} | {z: rates[a][z] for z in s.size_names()} for a in ARCHS])
+    return chosen, every
