@@ -208,3 +208,33 @@ def at_scale_line(claim_id: str, ours: str) -> str | None:
     if at is None:
         return None
     return f"{at.finding()} ({at.sizes}). Read as {at.reading}; {relation(ours, claim_id)} with ours."
+
+
+def t5gemma_table():
+    """T5Gemma's head-to-head (Table 2 of Zhang et al. 2025, arXiv 2504.06225) in wide form:
+    per size, the decoder-only Gemma 2 and the encoder-decoder adapted from it (prefix-LM
+    objective) after pretraining (PT score), after instruction tuning (IT score; Gemma 2 2B
+    and 9B by RLHF, the others by SFT, as the table prints them) and on SuperGLUE after task
+    finetuning. Each encoder-decoder ``N-N`` has about twice the decoder's parameters at
+    similar inference FLOPs. Defined in the chapter "Conclusion"."""
+    import pandas as pd
+
+    t = published("zhang2025_t5gemma")
+
+    def one(size, column):
+        hit = t[(t["row"] == size) & (t["column"] == column)]
+        return float(hit["value"].iloc[0]) if len(hit) == 1 else None
+
+    rows = []
+    for size in ("S-S", "B-B", "L-L", "XL-XL", "2B-2B", "9B-9B"):
+        rlhf = size in ("2B-2B", "9B-9B")
+        it_dec = "IT Score, Gemma 2 (decoder-only)" + (" (RLHF, number in parentheses)" if rlhf else "")
+        it_ed = "IT Score, + PrefixLM (encoder-decoder)" + (" (RLHF, number in parentheses)" if rlhf else "")
+        sg_dec = "PT Models, Gemma 2 (decoder-only)"
+        rows.append({"size": size,
+                     "PT: decoder": one(size, "PT Score, Gemma 2 (decoder-only)"),
+                     "PT: enc-dec": one(size, "PT Score, + PrefixLM (encoder-decoder)"),
+                     "IT: decoder": one(size, it_dec), "IT: enc-dec": one(size, it_ed),
+                     "SuperGLUE: decoder": one(size, sg_dec),
+                     "SuperGLUE: enc-dec": one(size, "PT Models, + PrefixLM (encoder-decoder)")})
+    return pd.DataFrame(rows)
