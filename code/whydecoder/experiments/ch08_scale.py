@@ -50,10 +50,10 @@ from ..head_to_head import (  # noqa: F401 (the chapter's names)
     pooled_features,
     probe_accuracy,
     shuffle_words,
+    training_batch,
     word_order_pairs,
 )
 from ..model import Transformer
-from ..objectives import Batch, full_lm, masked_lm, prefix_lm
 from ..paths import results_dir
 from ..power_law import extrapolate, fit_power_law, power_law, predictability  # noqa: F401 (the chapter's names)
 from ..results import judged_settings, run_sections
@@ -142,18 +142,6 @@ def budgets(s: ScaleSettings) -> dict[str, dict[str, int]]:
     """``{size: {arch: non-embedding parameters}}`` by formula. Defined in the chapter "Scale"."""
     return {size: {a: parameter_count(model_config(a, size, s), embeddings=False) for a in ARCHS}
             for size, _, _ in s.sizes}
-
-
-def training_batch(arch: str, ids: torch.Tensor, rows: int, s: ScaleSettings, g: torch.Generator) -> Batch:
-    """One batch of ``arch``'s pretraining objective: next byte everywhere (decoder), a
-    prefix of random length then its continuation (prefix-LM, encoder-decoder), BERT's
-    masking (encoder). Defined in the chapter "Scale"."""
-    if arch == "encoder":
-        return masked_lm(random_chunks(ids, rows, s.length, g), g)
-    chunks = random_chunks(ids, rows, s.length + 1, g)
-    if arch == "decoder":
-        return full_lm(chunks)
-    return prefix_lm(chunks, arch, int(torch.randint(1, s.length + 1, (1,), generator=g)))
 
 
 def training_flops(arch: str, size: str, s: ScaleSettings) -> int:
