@@ -198,7 +198,7 @@ def chart_html(rows: list[dict]) -> str:
             title = html.escape(f"{r['id']}: {r.get('claim', '')} ({r['verdict']}; at scale: {_relation(r)})")
             chips.append(f'<span title="{title}" style="display:inline-block;margin:2px;padding:1px 6px;'
                          f'border-radius:4px;color:white;background:{colour}">{r["id"]}{(" " + mark) if mark else ""}</span>')
-        lines.append(f'<div><span style="display:inline-block;width:12em">{html.escape(CHART_LABELS[name])}'
+        lines.append(f'<div><span style="display:inline-block;width:13em;white-space:nowrap">{html.escape(CHART_LABELS[name])}'
                      f'</span>{"".join(chips)}</div>')
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {o}' for o, c in VERDICT_COLOURS.items() if o != "untested")
     lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; = papers at scale agree, '
