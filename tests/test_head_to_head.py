@@ -18,7 +18,9 @@ FULL = h.SETTINGS["full"]
 def test_the_encoder_decoder_finds_the_end_of_its_source_with_continued_positions_and_not_without():
     """The capability the old sweep lacked: with RedLLM's continued rotary positions the
     encoder-decoder names the last source byte as well as the decoder; with position-free
-    cross-attention (the book's first recipe) it cannot tell which byte is last."""
+    cross-attention (the book's first recipe) its decoder has no direct way to tell which
+    byte is last (only an encoder that learns to mark it could), and in this training it
+    stays near chance."""
     decoder = h.capability("decoder", "d32", FULL, 150)["accuracy"]
     continued = h.capability("encoder-decoder", "d32", FULL, 150, cross_positions="continued")["accuracy"]
     none = h.capability("encoder-decoder", "d32", FULL, 150, cross_positions="none")["accuracy"]
