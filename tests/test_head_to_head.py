@@ -108,16 +108,18 @@ def synthetic(loss: dict, probe: dict, reversal: dict | None = None, seeds=(0, 1
     grid = {f"{a}:{z}:{r:g}": {"arch": a, "size": z, "lr": r, "own_loss": 2.0 + abs(math.log10(r) + 2.5)}
             for z in s.grid_sizes for a in h.ARCHS for r in s.grid_rates}
     results = {"settings": m.sweep_settings("full", grid),
-               "baseline": {"nats_per_byte": 3.2, "majority_accuracy": 0.17, "probe_chance": 0.5}}
+               "baseline": {"nats_per_byte": 3.2, "majority_accuracy": 0.17, "probe_chance": 0.5},
+               "controls": {a: {z: 0.55 for z in s.size_names()} for a in h.ARCHS}}
     rates = results["settings"]["learning_rates"]
     for i, size in enumerate(s.size_names()):
         for a in h.ARCHS:
-            for k in (seeds if i < len(s.sizes) - 1 else seeds[:3]):
+            for k in s.seeds_at(size):
                 jitter = noise * ((k * 7 + i * 3) % 5 - 2)
                 b = h.budgets(a, size, s, 8_333_876)
                 results[m.run_name(a, size, k)] = {
                     "arch": a, "size": size, "seed": k, "lr": rates[a][size], **b,
-                    "next_byte": {"mean": loss[a](i) + jitter}, "reversal": reversal[a](i) + jitter,
+                    "continuation": {"mean": loss[a](i) + jitter}, "next_byte": {"mean": loss[a](i) + 0.5},
+                    "reversal": reversal[a](i) + jitter,
                     "word_order": probe[a](i) - jitter}
     return results
 
@@ -165,8 +167,19 @@ def test_c18_inconclusive_when_only_the_decoder_learned_and_when_rates_are_not_t
     results["decoder:d32:0"]["lr"] = 0.5
     assert "another rate than the grid's" in m.RULES["C18"](results).reason
     results = synthetic(good, {a: flat(0.8) for a in h.ARCHS})
-    del results["encoder:d112:2"]
+    for k in (2, 3, 4):
+        del results[f"encoder:d112:{k}"]
     assert "fewer than the 3" in m.RULES["C18"](results).reason
+
+
+def test_the_probe_gate_beats_the_untrained_model_too():
+    loss = {"decoder": lambda i: 2.5 - 0.1 * i, "prefix-lm": lambda i: 2.7 - 0.1 * i,
+            "encoder-decoder": lambda i: 2.7 - 0.1 * i, "encoder": lambda i: 2.8 - 0.1 * i}
+    results = synthetic(loss, {a: flat(0.7) for a in h.ARCHS})
+    p = m.RULES["C18"].parameters
+    assert m.gated_sizes(results, p)["understanding"]["encoder"]
+    results["controls"]["encoder"] = {z: 0.68 for z in FULL.size_names()}  # random features already tell most
+    assert m.gated_sizes(results, p)["understanding"]["encoder"] == []
 
 
 def test_c12_grows_shrinks_and_leaves_out_sizes_that_did_not_learn():
@@ -197,17 +210,17 @@ def test_c16_predictable_missed_and_too_few_sizes():
     for name, r in results.items():
         if name.count(":") == 2:
             i = FULL.size_names().index(r["size"])
-            r["next_byte"]["mean"] = 1.5 + 1.2 * (n[i] / n[0]) ** -0.5 + (0.3 if r["arch"] == "encoder" and i == 4 else 0)
+            r["continuation"]["mean"] = 1.5 + 1.2 * (n[i] / n[0]) ** -0.5 + (0.3 if r["arch"] == "encoder" and i == 4 else 0)
     v = m._c16_decide(results, params)
     assert v.outcome == "supported", v.reason
     for name, r in results.items():
         if name.count(":") == 2 and r["arch"] == "decoder" and r["size"] == "d112":
-            r["next_byte"]["mean"] += 0.3
+            r["continuation"]["mean"] += 0.3
     assert m._c16_decide(results, params).outcome == "refuted"
     few = copy.deepcopy(results)
     for name, r in few.items():
         if name.count(":") == 2 and r["arch"] == "decoder" and r["size"] in ("d32", "d40"):
-            r["next_byte"]["mean"] = 3.1
+            r["continuation"]["mean"] = 3.1
     v = m._c16_decide(few, params)
     assert v.outcome == "inconclusive" and "not counted" in v.reason
 

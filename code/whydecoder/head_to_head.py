@@ -83,6 +83,8 @@ class HeadToHeadSettings:
     generated: int
     max_epochs: float
     device_note: str
+    continuation_cuts: tuple[int, ...]
+    continuation_bytes: int
 
     def __post_init__(self):
         names = [name for name, _, _ in self.sizes]
@@ -103,6 +105,9 @@ class HeadToHeadSettings:
                              f"{self.length + 1} positions")
         if max(self.cuts) >= self.length:
             raise ValueError(f"cuts {self.cuts} must be shorter than length {self.length}")
+        if max(self.continuation_cuts) + self.continuation_bytes > self.length or self.continuation_bytes < 1:
+            raise ValueError(f"continuation_cuts {self.continuation_cuts} and continuation_bytes "
+                             f"{self.continuation_bytes} must fit in length {self.length}")
 
     def seeds_at(self, size: str) -> tuple[int, ...]:
         """The seeds trained at ``size``: fewer at the largest (the guide's 3 at the most
@@ -267,6 +272,35 @@ def next_byte_loss(model: Transformer, arch: str, cuts: dict) -> dict:
     return {"mean": sum(per_cut.values()) / len(per_cut), "per_cut": per_cut}
 
 
+def continuation_batch(arch: str, windows: torch.Tensor, context: int) -> Batch:
+    """Read the first ``context`` bytes of each window and be scored on the rest, each
+    architecture as it reads a prefix (the decoder causally, the prefix-LM bidirectionally,
+    the encoder-decoder in its encoder; teacher-forced); the masked LM fills ``<mask>``
+    positions after the context all at once. Defined in the chapter "The fair head-to-head"."""
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or not 1 <= context < windows.shape[1]:
+        raise ValueError(f"windows must be (rows, length) with 1 <= context < length, got "
+                         f"{tuple(getattr(windows, 'shape', ()))} and context {context!r}")
+    source, target = windows[:, :context], windows[:, context:]
+    if arch == "encoder":
+        tokens = torch.cat([source, torch.full_like(target, TOKENIZER.mask)], dim=1)
+        mask = torch.zeros_like(tokens, dtype=torch.bool)
+        mask[:, context:] = True
+        return Batch(tokens, windows.clone(), mask)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    return _conditional(arch, source, target, TOKENIZER)
+
+
+@torch.no_grad()
+def continuation_loss(model: Transformer, arch: str, windows: dict) -> dict:
+    """The continuation family's measure: per context length, the mean cross-entropy
+    (nats per byte) of the bytes that follow (:func:`continuation_batch`), and the mean over
+    the context lengths. Defined in the chapter "The fair head-to-head"."""
+    device = next(model.parameters()).device
+    per_cut = {str(c): evaluate(model, [continuation_batch(arch, w.to(device), c)]) for c, w in windows.items()}
+    return {"mean": sum(per_cut.values()) / len(per_cut), "per_cut": per_cut}
+
+
 def shuffle_words(window: list[int], rng: random.Random) -> list[int]:
     """The window's words (split at spaces) in a random other order; the same bytes and
     length. Defined in the chapter "Scale"."""
@@ -394,11 +428,14 @@ def finetune_reversal(model: Transformer, arch: str, lr: float, seed: int, s: He
 
 def evaluation_sets(test: torch.Tensor, train_ids: torch.Tensor, s: HeadToHeadSettings, seed: int = 4321) -> dict:
     """The held-out items every model is scored on (from ``test``): windows per cut for
-    the next byte, word-order pairs for the probe, sources for the reversal. Defined in the chapter "The fair head-to-head"."""
+    the next byte, word-order pairs for the probe, sources for the reversal, windows per
+    context length for the continuation. Defined in the chapter "The fair head-to-head"."""
     g = torch.Generator().manual_seed(seed)
     return {"cuts": {c: random_chunks(test, s.eval_rows, c + 1, g) for c in s.cuts},
             "probe": word_order_pairs(test, s.probe_windows, s.length, seed),
-            "reversal": random_chunks(test, s.transform_eval, s.transform_length, g)}
+            "reversal": random_chunks(test, s.transform_eval, s.transform_length, g),
+            "continuation": {c: random_chunks(test, s.eval_rows, c + s.continuation_bytes, g)
+                             for c in s.continuation_cuts}}
 
 
 def baseline(train_ids: torch.Tensor, test: torch.Tensor) -> dict:
@@ -417,17 +454,29 @@ def data(split: str = "test") -> dict:
 
 def measure_run(model: Transformer, arch: str, lr: float, seed: int, s: HeadToHeadSettings, d: dict,
                 sets: dict, device: str = "cpu", progress: bool = True) -> dict:
-    """The three families' measures of a pretrained model: next-byte loss and the probe on
-    the pretrained model, then the reversal after finetuning a copy. Defined in the chapter "The fair head-to-head"."""
+    """The three families' measures of a pretrained model: the continuation loss, the loss
+    of the first byte alone (described, not judged) and the probe on the pretrained model,
+    then the reversal after finetuning a copy. Defined in the chapter "The fair head-to-head"."""
     import copy
 
-    out = {"next_byte": next_byte_loss(model, arch, sets["cuts"]),
+    out = {"continuation": continuation_loss(model, arch, sets["continuation"]),
+           "next_byte": next_byte_loss(model, arch, sets["cuts"]),
            "word_order": probe_accuracy(pooled_features(model, arch, sets["probe"]["rows"]),
                                         sets["probe"]["labels"], sets["probe"]["groups"])}
     tuned = copy.deepcopy(model)
     out["reversal_train_loss"] = finetune_reversal(tuned, arch, lr, seed, s, d["train"], device, progress)
     out["reversal"] = reversal_loss(tuned, arch, sets["reversal"].to(device))
     return out
+
+
+def untrained_probe(arch: str, size: str, s: HeadToHeadSettings, sets: dict, seed: int = 0) -> float:
+    """The probe's accuracy on an untrained model of ``arch`` at ``size`` (its random
+    features can already tell some shuffled windows): the understanding gate's control.
+    Defined in the chapter "The fair head-to-head"."""
+    torch.manual_seed(seed)
+    model = Transformer(model_config(arch, size, s))
+    probe = sets["probe"]
+    return probe_accuracy(pooled_features(model, arch, probe["rows"]), probe["labels"], probe["groups"])
 
 
 # ---------------------------------------------------------------- the learning-rate rule
@@ -512,10 +561,10 @@ def capability(arch: str, size: str, s: HeadToHeadSettings, steps: int, seed: in
 #: Where the sizes come from: no GPU was lent, and the campaign must fit about 12 hours of
 #: two CPU cores (benchmarks/bench_train_throughput.py: about 30% of one core's float32
 #: matmul peak), so the largest size is the largest that fits, above 500,000 parameters.
-CPU_NOTE = ("CPU only (no GPU lent when the sizes were fixed): the sweep's training FLOPs, about 1.7e15, at the "
-            "measured ~30 GFLOP/s per core need about 8 hours of two cores, the grid 0.5 h; 1,000,000 "
-            "parameters would need about 17 hours, past the 12-hour budget, so the largest size is d112 "
-            "(608,160 non-embedding parameters)")
+CPU_NOTE = ("CPU only (no GPU lent when the sizes were fixed): the sweep's training FLOPs, about 2.4e15 with five "
+            "seeds at every size, at the measured ~30 GFLOP/s per core need about 11 hours of two cores, the grid "
+            "0.5 h; 1,000,000 parameters would need about 25 hours, past the 12-hour budget, so the largest size is "
+            "d112 (608,160 non-embedding parameters)")
 
 SETTINGS = {
     "smoke": HeadToHeadSettings(sizes=(("d8", 8, 2), ("d16", 16, 2), ("d24", 24, 2), ("d32", 32, 2)), n_heads=2,
@@ -523,13 +572,15 @@ SETTINGS = {
                                 grid_sizes=("d8", "d16"), grid_rates=(1e-3, 3e-3), grid_seed=0, cuts=(8, 31),
                                 eval_rows=16, probe_windows=24, transform_length=8, transform_steps=4,
                                 transform_rows=8, transform_eval=16, prompt=8, generated=8, max_epochs=8.0,
-                                device_note="smoke scale: seconds on a CPU"),
+                                device_note="smoke scale: seconds on a CPU", continuation_cuts=(8, 16),
+                                continuation_bytes=8),
     "full": HeadToHeadSettings(sizes=(("d32", 32, 2), ("d40", 40, 4), ("d56", 56, 4), ("d80", 80, 4),
                                       ("d112", 112, 4)), n_heads=4, length=64, steps=1000, bytes_per_parameter=40.0,
-                               seeds=(0, 1, 2, 3, 4), largest_seeds=(0, 1, 2), grid_sizes=("d32", "d56"),
+                               seeds=(0, 1, 2, 3, 4), largest_seeds=(0, 1, 2, 3, 4), grid_sizes=("d32", "d56"),
                                grid_rates=(1e-3, 3e-3, 1e-2, 3e-2), grid_seed=0, cuts=(8, 32, 63), eval_rows=512,
                                probe_windows=600, transform_length=16, transform_steps=300, transform_rows=64,
-                               transform_eval=512, prompt=32, generated=32, max_epochs=8.0, device_note=CPU_NOTE),
+                               transform_eval=512, prompt=32, generated=32, max_epochs=8.0, device_note=CPU_NOTE,
+                               continuation_cuts=(8, 24, 48), continuation_bytes=16),
 }
 
 

@@ -515,8 +515,9 @@ def _c18_decide(results: dict, p: dict) -> Verdict:
     generated token, is the decoder the best of the four on held-out next-byte loss?
 
     Gate (else inconclusive): parameters equal within ``p["equal_parameters"]`` at every
-    size, and the largest decoder's next-byte loss beats the unigram baseline by
-    ``p["loss_gate"]``. :func:`head_to_head` with margin ``p["loss_margin"]``; per setting,
+    size, and at the largest size every architecture's next-byte loss (the decoder's and
+    each other's: every arm is gated) beats the unigram baseline by ``p["loss_gate"]``.
+    :func:`head_to_head` with margin ``p["loss_margin"]``; per setting,
     "best" when every other architecture's loss is higher than the decoder's, "beaten" when
     any is lower, "tied or unclear" otherwise (the masked LM, which has no KV cache, takes
     part at equal FLOPs only if its sizes reach the reference cost). Supported when the
@@ -545,6 +546,16 @@ def _c18_decide(results: dict, p: dict) -> Verdict:
     reason = (f"other minus decoder, next-byte nats: at equal parameters ({h['largest']}) {said('parameters')}: "
               f"{at['parameters']}; at the decoder's inference FLOPs per token at {h['reference']}: {said('flops')}: "
               f"{at['flops']}")
+    others = {a: mean(list(measure(results, a, lambda r: r["next_byte"]["mean"]).values())[-1].values())
+              for a in ARCHS[1:]}
+    failed = [a for a, v in others.items() if not learned(v, baseline, lower_is_better=True, by=p["loss_gate"])]
+    numbers["failed_gate"] = failed
+    if failed:  # every arm is gated: a win over a model that learned nothing is a failed experiment
+        return Verdict("inconclusive", "; ".join(f"the {LABELS[a]} did not learn: its next-byte loss at the largest "
+                                                 f"size, {others[a]:.3f}, is not {p['loss_gate']} below the unigram "
+                                                 f"baseline {baseline:.3f}" for a in failed)
+                       + f", so the head-to-head is a failed experiment, not a comparison (against the others: "
+                       f"{reason})", numbers)
     if at["parameters"] == at["flops"] == "best":
         return Verdict("supported", reason, numbers)
     if at["parameters"] == at["flops"] == "beaten":
