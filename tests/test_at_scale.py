@@ -18,8 +18,8 @@ def test_each_finding_reads_its_numbers_from_the_papers(claim_id):
 
 @pytest.mark.parametrize("ours, claim_id, expected", [
     ("supported", "C09", "agrees"), ("refuted", "C09", "disagrees"), ("nuanced", "C09", "mixed"),
-    ("inconclusive", "C09", "mixed"), ("supported", "C11", "disagrees"), ("nuanced", "C18", "agrees"),
-    ("supported", "C13", "not tested at scale")])
+    ("inconclusive", "C09", "mixed"), ("refuted", "C08", "disagrees"), ("nuanced", "C18", "agrees"),
+    ("supported", "C13", "not tested at scale"), ("nuanced", "C01", "not tested at scale")])
 def test_the_relation_takes_every_value(ours, claim_id, expected):
     assert relation(ours, claim_id) == expected
     assert expected in RELATIONS
@@ -33,6 +33,15 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="papers must name files"):
         AtScale((), "5B", "supported", lambda: "")
     assert at_scale_line("C13", "supported") is None
+
+
+def test_a_line_says_when_its_numbers_are_unchecked(monkeypatch):
+    import whydecoder.at_scale as at
+
+    frame = at._printed("wang2022_zeroshot").copy()
+    frame.loc[0, "checked"] = at.UNCHECKED
+    monkeypatch.setattr(at, "_printed", lambda paper: frame if paper == "wang2022_zeroshot" else at._printed(paper))
+    assert "not yet checked by a second reader" in at_scale_line("C09", "supported")
 
 
 def test_the_ledger_column_is_the_mapping_applied_to_the_verdicts():

@@ -151,24 +151,26 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
         f"parameters and equal inference cost. The book's own head-to-head {ours} on next-byte loss; the papers "
         f"that compared the architectures at {at.sizes} read it as **{at.reading}**: {at.summary}."]
     if _campaign_running():
-        sentences.append("That head-to-head gave the encoder-decoder no way to find the end of its source and gated "
-                         "only the decoder; a fair one, each architecture at its best and every arm gated, is running "
-                         f"({{doc}}`the fair head-to-head <{head_to_head}>`).")
+        where = f"{{doc}}`the fair head-to-head <{head_to_head}>`" if links else "the fair head-to-head, under Scale"
+        sentences.append("That head-to-head gave the encoder-decoder no direct way to find the end of its source, and "
+                         "it did not learn; a fair one, each architecture at its best and every arm gated, is running "
+                         f"({where}).")
     tallies = [f"of the {len(g)} {ROLE_WORDS[name] if len(g) > 1 else SINGULAR[name]}, {_tally(g)}"
                for name in ("reason", "counter-argument")
                for g in [[r for r in rows if r["id"] in ROLES[name]]] if g]
     if tallies:
         sentences.append("; ".join(tallies)[0].upper() + "; ".join(tallies)[1:] + ".")
-    sentences.append(f"Our models are byte-level transformers of {MODEL_SIZES}, trained on a CPU: they test "
+    sentences.append(f"The models the book pretrains are byte-level transformers of {MODEL_SIZES}, on a CPU (the "
+                     "real models it measures or finetunes, such as SmolLM2-135M, are small too): they test "
                      "mechanisms, and the papers are the evidence at scale.")
     where = (f"How each claim was weighed is in the {{doc}}`conclusion <{conclusion}>`, every verdict with its "
              f"evidence in the {{doc}}`claims ledger <{ledger}>`.")
     return " ".join(sentences) + "\n\n" + chart_html(rows) + ("\n\n" + where if links else "")
 
 
-#: The size of the book's trained models in words (the experiments' settings, checked by a test).
-MODEL_SIZES = ("about two thousand to six hundred thousand non-embedding parameters (the largest in the fair "
-               "head-to-head)")
+#: The size of the models the book pretrains, in words (checked against the stored results by
+#: a test: the smallest of the scale sweep, the largest of chapter 3's).
+MODEL_SIZES = "about two thousand to half a million parameters"
 
 
 def _campaign_running() -> bool:
@@ -187,20 +189,25 @@ def chart_html(rows: list[dict]) -> str:
     from .report import VERDICT_COLOURS
 
     marks = {"agrees": "=", "disagrees": "\u00d7", "mixed": "~", "not tested at scale": ""}
+    words = {"agrees": "agree", "disagrees": "disagree", "mixed": "are mixed", "not tested at scale": "do not test it"}
+
+    def chip(r):
+        colour = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
+        mark = marks[_relation(r)]
+        title = html.escape(f"{r['id']}: {r.get('claim', '')} ({r['verdict']}; the papers at scale "
+                            f"{words[_relation(r)]})")
+        return (f'<span title="{title}" style="display:inline-block;margin:2px;padding:1px 6px;border-radius:4px;'
+                f'color:white;background:{colour}">{r["id"]}{(" " + mark) if mark else ""}</span>')
+
     lines = ['<div class="claims-chart" role="figure" aria-label="Every claim by role, coloured by verdict">']
+    label = '<span style="display:inline-block;width:13em;white-space:nowrap">{}</span>'
+    question = [r for r in rows if r["id"] == QUESTION]
+    if question:
+        lines.append(f'<div>{label.format("the question")}{chip(question[0])}</div>')
     for name in ("reason", "counter-argument", "context"):
-        chips = []
-        for r in rows:
-            if r["id"] not in ROLES[name]:
-                continue
-            colour = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
-            mark = marks[_relation(r)]
-            title = html.escape(f"{r['id']}: {r.get('claim', '')} ({r['verdict']}; at scale: {_relation(r)})")
-            chips.append(f'<span title="{title}" style="display:inline-block;margin:2px;padding:1px 6px;'
-                         f'border-radius:4px;color:white;background:{colour}">{r["id"]}{(" " + mark) if mark else ""}</span>')
-        lines.append(f'<div><span style="display:inline-block;width:13em;white-space:nowrap">{html.escape(CHART_LABELS[name])}'
-                     f'</span>{"".join(chips)}</div>')
+        chips = "".join(chip(r) for r in rows if r["id"] in ROLES[name])
+        lines.append(f'<div>{label.format(html.escape(CHART_LABELS[name]))}{chips}</div>')
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {o}' for o, c in VERDICT_COLOURS.items() if o != "untested")
-    lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; = papers at scale agree, '
-                 "&#215; disagree, ~ mixed</div></div>")
+    lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; the papers at scale: = agree, &#215; disagree, '
+                 "~ mixed, no mark: not tested at scale</div></div>")
     return "".join(lines)

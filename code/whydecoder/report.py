@@ -12,10 +12,22 @@ VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a
 
 
 def _chapter_notebook(slug: str) -> Path | None:
-    """The (first) notebook of a chapter folder, or ``None`` when there is none yet."""
+    """The notebook that opens a chapter folder (the first of the folder's pages in
+    ``_toc.yml``, else its first by name), or ``None`` when there is none yet."""
+    import re
+
     if slug is not None and not isinstance(slug, str):
         raise TypeError(f"a chapter is named by its folder (text such as '04_low_rank'), got {slug!r}")
-    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb")) if slug else []
+    if not slug:
+        return None
+    toc = ROOT / "_toc.yml"
+    if toc.exists():
+        listed = re.findall(rf"file:\s*chapters/{re.escape(slug)}/(\S+)", toc.read_text(encoding="utf-8"))
+        for name in listed:
+            notebook = ROOT / "chapters" / slug / f"{name}.ipynb"
+            if notebook.exists():
+                return notebook
+    notebooks = sorted((ROOT / "chapters" / slug).glob("*.ipynb"))
     return notebooks[0] if notebooks else None
 
 
@@ -42,12 +54,14 @@ def chapter_title(slug: str) -> str | None:
 
 
 #: Column widths of the ledger table (per cent of the text column), so that it fits the page.
-LEDGER_COLUMNS = (("Id", 6), ("Claim", 25), ("Sources · papers", 14), ("Chapter", 13), ("Verdict", 14), ("Evidence", 28))
+LEDGER_COLUMNS = (("Id", 6), ("Claim", 23), ("Sources · papers", 13), ("Chapter", 12), ("Verdict", 13), ("Evidence", 24),
+                  ("At scale", 9))
 
 
 def ledger_html(rows: list[dict]) -> str:
     """The ledger as an HTML table that fits the text column: verdicts coloured, chapters
-    linked by title, each row an anchor ``claim-C01`` that other pages link to.
+    linked by title, how the papers at scale stand to each verdict, each row an anchor
+    ``claim-C01`` that other pages link to.
 
     Defined in "The claims ledger".
     """
@@ -72,8 +86,9 @@ def ledger_html(rows: list[dict]) -> str:
         colour = VERDICT_COLOURS[row["verdict"]]
         verdict = f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">{row["verdict"]}</span>'
         origin = f'{html.escape(row["sources"])}<br><span style="font-size:0.9em">{html.escape(row["papers"])}</span>'
-        cells = [html.escape(row["id"]), html.escape(row["claim"]), origin, chapter, verdict, html.escape(row["evidence"]) or "&mdash;"]
-        nowrap = (True, False, False, False, True, False)
+        cells = [html.escape(row["id"]), html.escape(row["claim"]), origin, chapter, verdict, html.escape(row["evidence"]) or "&mdash;",
+                 html.escape(row.get("at_scale", "")) or "&mdash;"]
+        nowrap = (True, False, False, False, True, False, False)
         body.append(f'<tr id="claim-{html.escape(row["id"])}">' + "".join(
             f'<td style="vertical-align:top;padding:4px{";white-space:nowrap" if keep else ""}">{c}</td>'
             for c, keep in zip(cells, nowrap)) + "</tr>")
