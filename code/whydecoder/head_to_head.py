@@ -154,7 +154,7 @@ def model_config(arch: str, size: str, s: HeadToHeadSettings, cross_positions: s
 
 
 def parameters(size: str, s: HeadToHeadSettings) -> int:
-    """The decoder's non-embedding parameters at ``size``: the sweep's N."""
+    """The decoder's non-embedding parameters at ``size``: the sweep's N. Defined in the chapter "The fair head-to-head"."""
     return parameter_count(model_config("decoder", size, s), embeddings=False)
 
 
@@ -398,7 +398,7 @@ def reversal_loss(model: Transformer, arch: str, sources: torch.Tensor) -> float
 def pretrain(arch: str, size: str, lr: float, seed: int, s: HeadToHeadSettings, train_ids: torch.Tensor,
              device: str = "cpu", progress: bool = True):
     """Pretrain ``arch`` at ``size`` with its own objective at ``lr`` (AdamW, 5% warmup,
-    cosine to 10%). Returns the model and :class:`whydecoder.train.TrainResult`."""
+    cosine to 10%). Returns the model and :class:`whydecoder.train.TrainResult`. Defined in the chapter "The fair head-to-head"."""
     torch.manual_seed(seed)
     model = Transformer(model_config(arch, size, s))
     rows = rows_per_step(size, s)
@@ -410,7 +410,7 @@ def pretrain(arch: str, size: str, lr: float, seed: int, s: HeadToHeadSettings, 
 
 def own_loss(model: Transformer, arch: str, ids: torch.Tensor, s: HeadToHeadSettings, rows: int = 64) -> float:
     """The architecture's own objective on ``ids`` (four fixed batches): how the grid
-    compares rates."""
+    compares rates. Defined in the chapter "The fair head-to-head"."""
     g = torch.Generator().manual_seed(99)
     return evaluate(model, [training_batch(arch, ids, rows, s, g) for _ in range(4)])
 
@@ -446,7 +446,7 @@ def baseline(train_ids: torch.Tensor, test: torch.Tensor) -> dict:
 
 def data(split: str = "test") -> dict:
     """The training split and the scored split (``"val"`` for the grid, ``"test"`` for
-    the verdicts) of :data:`CORPUS`."""
+    the verdicts) of :data:`CORPUS`. Defined in the chapter "The fair head-to-head"."""
     if split not in ("val", "test"):
         raise ValueError(f"the head-to-head scores on 'val' (the grid) or 'test' (the verdicts), got {split!r}")
     return {"train": corpus_tokens("train", corpus=CORPUS), "scored": corpus_tokens(split, corpus=CORPUS)}
@@ -585,14 +585,14 @@ SETTINGS = {
 
 
 def grid_names(s: HeadToHeadSettings) -> tuple[str, ...]:
-    """The learning-rate grid's sections: ``arch:size:rate``."""
+    """The learning-rate grid's sections: ``arch:size:rate``. Defined in the chapter "The fair head-to-head"."""
     return tuple(f"{a}:{size}:{rate:g}" for size in s.grid_sizes for a in ARCHS for rate in s.grid_rates)
 
 
 def grid_run(arch: str, size: str, rate: float, s: HeadToHeadSettings, d: dict, device: str = "cpu",
              progress: bool = True) -> dict:
     """One point of the grid: pretrain at ``rate`` and score the architecture's own
-    objective and the next byte on the validation split."""
+    objective and the next byte on the validation split. Defined in the chapter "The fair head-to-head"."""
     model, result = pretrain(arch, size, rate, s.grid_seed, s, d["train"], device, progress)
     g = torch.Generator().manual_seed(4321)
     cuts = {c: random_chunks(d["scored"], s.eval_rows, c + 1, g) for c in s.cuts}
@@ -606,7 +606,7 @@ def grid_run(arch: str, size: str, rate: float, s: HeadToHeadSettings, d: dict, 
 
 def finite_or_none(value):
     """``value`` with every NaN or infinite float replaced by ``None`` (a rate that
-    diverged is stored as having no loss, and never wins; stored JSON holds no NaN)."""
+    diverged is stored as having no loss, and never wins; stored JSON holds no NaN). Defined in the chapter "The fair head-to-head"."""
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -111,7 +111,7 @@ def stored_grid(scale: str) -> dict:
         if stored is None:
             raise ValueError(f"the learning-rate grid {GRID} is not complete under the current settings: run "
                              "`python -m whydecoder.sweep ch08_lr_grid --scale full` first")
-        return stored
+        return stored["results"]
     d = data("val")
     return {name: grid_run(*name.split(":")[:2], float(name.split(":")[2]), s, d, progress=False) for name in names}
 

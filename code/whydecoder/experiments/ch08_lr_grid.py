@@ -40,7 +40,7 @@ def section_cost(name: str, scale: str | None = None) -> float:
 
 
 def run(scale: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
-    """Every grid point at ``scale``; with ``out``, stored point by point."""
+    """Every grid point at ``scale``; with ``out``, stored point by point. Defined in the chapter "The fair head-to-head"."""
     scale = current_scale(scale)
     s = SWEEP_SETTINGS[scale]
     d = data("val")
