@@ -40,7 +40,7 @@ STAGES = ("ch08_lr_grid",)
 #: Campaigns still running: their rules and settings are committed, their full run is stored
 #: part by part across sessions, and until it is complete they decide nothing (``CLAIMS = ()``;
 #: the claims they will decide are named in ``INFORMS``) and have no complete stored results.
-IN_PROGRESS = ("ch08_head_to_head", "ch08_lr_grid")
+IN_PROGRESS = ("ch08_head_to_head",)
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
 
