@@ -65,3 +65,12 @@ def test_the_stated_model_sizes_match_the_experiments():
                   if isinstance(r, dict) and "parameters" in r)
     assert 1_000 <= smallest <= 3_000 and "two thousand" in conclusion.MODEL_SIZES
     assert 400_000 <= largest <= 600_000 and "half a million" in conclusion.MODEL_SIZES
+
+
+def test_the_conclusion_weighs_every_claim_twice():
+    table = conclusion.two_columns_html(read_ledger())
+    for row in read_ledger():
+        if row["id"] != conclusion.QUESTION:
+            assert f">{row['id']}: " in table
+    assert "Reasons offered for decoder-only" in table and "not tested at scale" in table
+    assert "papers at scale" in table and "our small models" in table

@@ -211,3 +211,40 @@ def chart_html(rows: list[dict]) -> str:
     lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; the papers at scale: = agree, &#215; disagree, '
                  "~ mixed, no mark: not tested at scale</div></div>")
     return "".join(lines)
+
+
+def two_columns_html(rows: list[dict] | None = None) -> str:
+    """The conclusion's weighing, as an HTML table: every claim but the question, grouped by
+    role (reasons, counter-arguments, context), with two columns of evidence: our small
+    models (the verdict and what it rests on, :func:`strength`) and the papers at scale
+    (how they read the claim, at what sizes, and how that stands to ours; or that no paper
+    at scale tests it). Defined in the chapter "Conclusion"."""
+    import html
+
+    from .at_scale import AT_SCALE
+    from .report import VERDICT_COLOURS
+
+    rows = read_ledger() if rows is None else _checked(rows)
+    lines = second_lines()
+    body = []
+    for name in ("reason", "counter-argument", "context"):
+        group = [r for r in rows if r["id"] in ROLES[name]]
+        if not group:
+            continue
+        body.append(f'<tr><th colspan="3" style="padding:6px 4px 2px;text-align:left">'
+                    f"{html.escape(ROLE_WORDS[name][0].upper() + ROLE_WORDS[name][1:])}</th></tr>")
+        for r in group:
+            colour = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
+            ours = (f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'
+                    f'{html.escape(r["verdict"])}</span> <span style="color:#57606a">({html.escape(strength(r, lines))})</span>')
+            at = AT_SCALE.get(r["id"])
+            theirs = ("<span style='color:#57606a'>not tested at scale</span>" if at is None else
+                      f"{html.escape(at.reading)}, {html.escape(at.sizes)}: <b>{html.escape(_relation(r))}</b>")
+            body.append(f'<tr><td style="padding:4px;vertical-align:top">{html.escape(r["id"])}: '
+                        f'{html.escape(r.get("claim", ""))}</td><td style="padding:4px;vertical-align:top">{ours}</td>'
+                        f'<td style="padding:4px;vertical-align:top">{theirs}</td></tr>')
+    head = ('<tr><th style="padding:4px">claim</th><th style="padding:4px">our small models (mechanism)</th>'
+            '<th style="padding:4px">papers at scale</th></tr>')
+    return (f'<table class="table" style="font-size:0.85em;table-layout:fixed;width:100%;overflow-wrap:break-word">'
+            f'<colgroup><col style="width:46%"><col style="width:27%"><col style="width:27%"></colgroup>'
+            f'<thead>{head}</thead><tbody>{"".join(body)}</tbody></table>')
