@@ -76,31 +76,48 @@ def test_counts_take_generative_published_models_with_known_layers(df):
     assert table["models"].sum() == len(rows) and table.index.min() == tree_structure.BEFORE_FROM
 
 
-def counts(before, after, n=(20, 20), tokens=(1.0, 10.0)):
-    def period(share, models, median):
+def counts(before, after, n=(20, 20), tokens=(1.0, 10.0), published=None, sha=None):
+    published = published or n
+
+    def period(share, models, median, known):
         return {"models": models, "departs": share, "moe": share, "mla": 0.0, "recurrent_layers": 0.0,
-                "shared_kv": 0.0, "median_tokens_t": median, "tokens_published": models, "families": models,
+                "shared_kv": 0.0, "median_tokens_t": median, "tokens_published": known, "families": models,
                 "family_departs": share}
-    return {"before": period(before, n[0], tokens[0]), "after": period(after, n[1], tokens[1])}
+    return {"before": period(before, n[0], tokens[0], published[0]),
+            "after": period(after, n[1], tokens[1], published[1]),
+            "data_sha256": sha or tree_structure.TREE_SHA256}
 
 
-@pytest.mark.parametrize("before, after, n, outcome", [
-    (0.05, 0.5, (20, 20), "refuted"),     # wide and risen
-    (0.05, 0.1, (20, 20), "supported"),   # rare and flat
-    (0.2, 0.3, (20, 20), "nuanced"),      # wide but hardly risen
-    (0.0, 0.2, (20, 20), "nuanced"),      # risen but still rare
-    (0.05, 0.5, (5, 20), "inconclusive"),
+@pytest.mark.parametrize("before, after, kwargs, outcome", [
+    (0.05, 0.1, {}, "supported"),                          # structure stood still, data grew x10
+    (0.05, 0.5, {"tokens": (1.0, 2.0)}, "refuted"),        # structure changed, data x2 only
+    (0.05, 0.5, {}, "nuanced"),                            # both changed
+    (0.05, 0.1, {"tokens": (1.0, 2.0)}, "nuanced"),        # neither
+    (0.2, 0.3, {}, "nuanced"),                             # wide but hardly risen: mixed structure
+    (0.0, 0.2, {"tokens": (1.0, 2.0)}, "nuanced"),         # risen but still rare, data flat
+    (0.05, 0.5, {"n": (5, 20)}, "inconclusive"),           # too few models
+    (0.05, 0.1, {"published": (20, 4)}, "inconclusive"),   # too few publish their tokens
+    (0.05, 0.1, {"sha": "0" * 64}, "inconclusive"),        # the tree was edited after the rule froze it
 ])
-def test_c19_rule_reaches_every_outcome(before, after, n, outcome):
-    verdict = tree_structure.C19_RULE(counts(before, after, n))
+def test_c19_rule_reaches_every_outcome(before, after, kwargs, outcome):
+    verdict = tree_structure.C19_RULE(counts(before, after, **kwargs))
     assert verdict.outcome == outcome, verdict.reason
 
 
-def test_c19_on_the_dataset_reads_the_counts(df):
-    verdict = tree_structure.C19_RULE(tree_structure.c19_counts(df))
+def test_c19_rule_freezes_the_tree_it_was_fixed_on(tmp_path):
+    assert tree_structure.TREE_SHA256 == tree_structure.tree_hash()
+    edited = tmp_path / "llm_tree.csv"
+    edited.write_bytes(tree.TREE_PATH.read_bytes() + b"\n")
+    verdict = tree_structure.C19_RULE(tree_structure.c19_results(edited))
+    assert verdict.outcome == "inconclusive" and "not the one the rule froze" in verdict.reason
+
+
+def test_c19_on_the_dataset_reads_both_halves():
+    verdict = tree_structure.C19_RULE(tree_structure.c19_results())
     numbers = verdict.numbers
     assert numbers["after"]["models"] >= 10 and numbers["before"]["models"] >= 10
-    assert f"{numbers['after']['departs']:.0%}" in verdict.reason
+    assert f"{numbers['after']['departs']:.0%}" in verdict.reason and f"x{numbers['token_growth']:.1f}" in verdict.reason
+    assert numbers["structure"] in verdict.reason and numbers["data"] in verdict.reason
 
 
 def test_experts_are_marked_where_the_active_count_is_missing(df, raw):

@@ -13,10 +13,13 @@ Explained in the chapter "The routes after the plain decoder".
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pandas as pd
 
 from .claims import Claim, Evidence
-from .tree import COLUMNS, SURVEY_LAST_DATE, load_tree
+from .tree import COLUMNS, SURVEY_LAST_DATE, TREE_PATH, load_tree
 from .verdicts import Rule, Verdict
 
 GENERATIVE = ("decoder-only", "encoder-decoder", "non-transformer/hybrid")
@@ -92,6 +95,19 @@ def c19_counts(df: pd.DataFrame) -> dict:
     return out
 
 
+def tree_hash(path: str | Path = TREE_PATH) -> str:
+    """The SHA-256 of the tree's file (its bytes, line endings as stored): what C19's rule
+    freezes, so that rows edited after the rule was fixed are not judged by it. Defined in
+    the chapter "The routes after the plain decoder"."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def c19_results(path: str | Path = TREE_PATH) -> dict:
+    """What C19's rule reads: :func:`c19_counts` of the tree at ``path`` with the hash of
+    its file (``data_sha256``). Defined in the chapter "The routes after the plain decoder"."""
+    return c19_counts(load_tree(path)) | {"data_sha256": tree_hash(path)}
+
+
 def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C19's evidence and scope in words, from the counts (:func:`c19_counts`) the verdict
     was decided on. Defined in the chapter "The routes after the plain decoder"."""
@@ -108,42 +124,63 @@ def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
 
 
 def _c19_decide(counts: dict, p: dict) -> Verdict:
-    """C19: after the survey's tree, did the structure of LLMs barely change?
+    """C19 in its two halves, on the tree frozen by its hash (``p["data_sha256"]``; a file
+    that differs is not judged: the rule must be fixed again before it reads new rows).
 
     Inconclusive when either period has fewer than ``p["min_models"]`` models with known
-    layers. *Changed* when, after the tree, at least ``p["share"]`` of the models depart
-    from the dense attention block (experts, latent attention, recurrent or hybrid
-    layers) and that share rose by at least ``p["rise"]`` over the tree's own years.
-    Refuted when it changed, supported when neither holds (the share stayed below
-    ``p["share"]`` and rose by less than ``p["rise"]``), nuanced when only one holds. The
-    growth of training tokens is reported beside; the dataset cannot say what progress
-    came from, only whether the structure stood still.
+    layers, or fewer than ``p["min_models"]`` that publish their training tokens.
+
+    - *Structure*: it *changed* when, after the tree, at least ``p["share"]`` of the
+      generative models depart from the dense attention block (experts, latent attention,
+      recurrent or hybrid layers) and that share rose by at least ``p["rise"]`` over the
+      tree's own years; it *stood still* when neither holds; *mixed* when one does.
+    - *Data*: it *grew* when the median training tokens after the tree are at least
+      ``p["token_growth"]`` times the median before; else it did not. ("Cleaner" data has no
+      column to count; whether progress *came from* data is causal and no count answers it.)
+
+    Supported when the structure stood still and the data grew; refuted when the structure
+    changed and the data did not grow; nuanced otherwise (naming each half).
     """
+    if counts.get("data_sha256") != p["data_sha256"]:
+        return Verdict("inconclusive", f"the tree's file is not the one the rule froze (its SHA-256 is "
+                       f"{str(counts.get('data_sha256'))[:12]}..., the rule's {p['data_sha256'][:12]}...): rows edited "
+                       "after the rule was fixed are not judged by it", {"data_sha256": counts.get("data_sha256")})
     before, after = counts["before"], counts["after"]
     if min(before["models"], after["models"]) < p["min_models"]:
         return Verdict("inconclusive", f"too few models with known layers ({before['models']} before, "
                        f"{after['models']} after; the rule asks for {p['min_models']})", counts)
+    if min(before["tokens_published"], after["tokens_published"]) < p["min_models"]:
+        return Verdict("inconclusive", f"too few models publish their training tokens ({before['tokens_published']} "
+                       f"before, {after['tokens_published']} after; the rule asks for {p['min_models']})", counts)
     rise = after["departs"] - before["departs"]
     wide, rising = after["departs"] >= p["share"], rise >= p["rise"]
+    structure = "changed" if wide and rising else "stood still" if not (wide or rising) else "mixed"
     growth = after["median_tokens_t"] / before["median_tokens_t"]
-    reason = (f"{after['departs']:.0%} of {after['models']} generative models after the tree depart from the dense "
-              f"attention block (experts {after['moe']:.0%}, latent attention {after['mla']:.0%}, recurrent or hybrid "
-              f"layers {after['recurrent_layers']:.0%}) against {before['departs']:.0%} of {before['models']} from "
-              f"{BEFORE_FROM} to the tree's end; median training tokens x{growth:.1f}")
-    numbers = {**counts, "rise": rise, "token_growth": growth}
-    if wide and rising:
-        return Verdict("refuted", reason, numbers)
-    if not wide and not rising:
-        return Verdict("supported", reason, numbers)
-    return Verdict("nuanced", reason, numbers)
+    data = "grew" if growth >= p["token_growth"] else "did not grow"
+    numbers = {**counts, "rise": rise, "token_growth": growth, "structure": structure, "data": data}
+    halves = (f"structure {structure}: {after['departs']:.0%} of {after['models']} generative models after the tree "
+              f"depart from the dense attention block (experts {after['moe']:.0%}, latent attention {after['mla']:.0%}, "
+              f"recurrent or hybrid layers {after['recurrent_layers']:.0%}) against {before['departs']:.0%} of "
+              f"{before['models']} from {BEFORE_FROM} to the tree's end; data {data}: median training tokens "
+              f"x{growth:.1f} ({before['median_tokens_t']:g}T to {after['median_tokens_t']:g}T)")
+    if structure == "stood still" and data == "grew":
+        return Verdict("supported", halves, numbers)
+    if structure == "changed" and data == "did not grow":
+        return Verdict("refuted", halves, numbers)
+    return Verdict("nuanced", halves + ("; the claim's 'more data' holds, its 'no structural change' does not"
+                                        if structure == "changed" and data == "grew" else ""), numbers)
 
+
+#: The tree as C19's rule froze it (2026-12-07): rows edited later are judged only after the rule is fixed again.
+TREE_SHA256 = "e979ffb9388b8c32b527faa9af701afe1f5108caf1baf989502b38b27c0c1e3e"
 
 C19_RULE = Rule(
-    "C19", "after the survey's tree, few generative models depart from the dense attention block (experts, latent "
-    "attention, recurrent or hybrid layers), and that share did not rise",
-    {"min_models": 10, "share": 0.25, "rise": 0.15}, _c19_decide)
+    "C19", "after the survey's tree, the structure of generative models stood still (few depart from the dense "
+    "attention block, and that share did not rise) while their training data grew (median training tokens at "
+    "least 3 times larger), on the tree frozen by its hash",
+    {"min_models": 10, "share": 0.25, "rise": 0.15, "token_growth": 3.0, "data_sha256": TREE_SHA256}, _c19_decide)
 
 
 CLAIMS = (Claim("C19", "After the models of the survey's tree, LLMs barely changed in structure: progress came from "
-                "more and cleaner data", "07_four_routes", lambda: c19_counts(load_tree()), C19_RULE, c19_evidence,
+                "more and cleaner data", "07_four_routes", c19_results, C19_RULE, c19_evidence,
                 scale="dataset"),)
