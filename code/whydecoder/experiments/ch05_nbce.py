@@ -341,55 +341,68 @@ def accuracy_table(results: dict) -> dict[str, dict[str, float]]:
 def _c17_decide(results: dict, p: dict) -> Verdict:
     """C17, per task and length (a *cell*), judged on NBCE as Su's code runs it
     (``p["method"]``: min-entropy pooling, beta 0.25), with documents as the unit of
-    replication (paired: every reader answers the same questions).
+    replication (paired: every reader answers the same questions), on 95% t-intervals over
+    documents, never on means.
 
-    Gate: a cell counts only if the oracle, handed the window that holds the answer,
-    reaches ``p["oracle_gate"]`` accuracy (the model can do the task at all). In each cell
-    that counts, with 95% t-intervals over documents:
+    Gate: a cell counts only if it can tell a reader that has the answer's window from one
+    that has not: the oracle (handed the window that holds the answer) minus truncation has
+    its lower end above ``p["margin"]``. A counted cell's reading is one of:
 
-    - *beats truncation*: NBCE minus truncation has its lower end above ``p["margin"]``;
-      *no gain*: its upper end below ``p["margin"]``;
-    - *close to the oracle*: oracle minus NBCE has its upper end below ``p["margin"]``.
+    - *reads*: NBCE minus truncation above ``p["margin"]`` and oracle minus NBCE below it:
+      NBCE answers past the window about as well as the oracle;
+    - *falls short*: NBCE minus truncation above the margin, oracle minus NBCE above it too;
+    - *fails*: NBCE minus truncation below the margin: no gain.
 
-    A cell *reads* past the window when NBCE beats truncation and is close to the oracle;
-    it *helps* when it beats truncation but is not shown close to the oracle; it *fails*
-    with no gain; else it is *unclear*. Supported when every counted cell reads, refuted
-    when every one fails, inconclusive when none counts or any is unclear; nuanced otherwise.
+    "Above" and "below" mean the whole interval. Where an interval straddles the margin,
+    the cell is *unclear*, and the readings its intervals leave possible are kept (an
+    oracle far above NBCE rules out "reads" even when the gain over truncation is unclear).
+    Supported when every counted cell reads; refuted when every one fails; nuanced when
+    the possible readings already rule both out; inconclusive when no cell counts, or when
+    supported or refuted is still possible but not certain.
     """
-    cells, numbers = {}, {}
+    cells, possible, numbers = {}, {}, {}
     for name in SECTIONS:
         section = results[name]
         oracle = doc_accuracy(section, "oracle")
         nbce, trunc = doc_accuracy(section, p["method"]), doc_accuracy(section, "truncation")
-        if sum(oracle) / len(oracle) < p["oracle_gate"]:
-            cells[name] = "not counted"
-            numbers[name] = {"oracle": sum(oracle) / len(oracle)}
-            continue
+        gate = t_interval([a - b for a, b in zip(oracle, trunc)])
         gain = t_interval([a - b for a, b in zip(nbce, trunc)])
         short = t_interval([a - b for a, b in zip(oracle, nbce)])
-        beats, no_gain, close = gain.low > p["margin"], gain.high < p["margin"], short.high < p["margin"]
-        cells[name] = ("reads" if close else "helps") if beats else "fails" if no_gain else "unclear"
-        numbers[name] = {"oracle": sum(oracle) / len(oracle), "nbce_minus_truncation": gain.__dict__,
-                         "oracle_minus_nbce": short.__dict__}
+        numbers[name] = {"oracle": sum(oracle) / len(oracle), "oracle_minus_truncation": gate.__dict__,
+                         "nbce_minus_truncation": gain.__dict__, "oracle_minus_nbce": short.__dict__}
+        if not gate.low > p["margin"]:
+            cells[name] = "not counted"
+            continue
+        possible[name] = {reading for reading, could in (
+            ("reads", gain.high > p["margin"] and short.low < p["margin"]),
+            ("falls short", gain.high > p["margin"] and short.high >= p["margin"]),
+            ("fails", gain.low <= p["margin"])) if could}
+        cells[name] = next(iter(possible[name])) if len(possible[name]) == 1 else "unclear"
     numbers["cells"] = cells
-    counted = {n: c for n, c in cells.items() if c != "not counted"}
+    numbers["possible"] = {n: sorted(r) for n, r in possible.items()}
     left = [n for n, c in cells.items() if c == "not counted"]
-    tail = f"; not counted (the oracle below the gate): {', '.join(left)}" if left else ""
-    if not counted:
-        return Verdict("inconclusive", "the oracle itself fails the task in every cell, so no reading counts", numbers)
-    share = f"{len(counted)} of {len(cells)} cells count"
-    if "unclear" in counted.values():
-        unclear = ", ".join(n for n, c in counted.items() if c == "unclear")
-        return Verdict("inconclusive", f"too few documents to tell NBCE from truncation in {unclear}{tail}", numbers)
-    if all(c == "reads" for c in counted.values()):
-        return Verdict("supported", f"in every cell that counts ({', '.join(counted)}; {share}) NBCE answers past the "
-                       f"window as well as a reader handed the right window, far better than truncation{tail}", numbers)
-    if all(c == "fails" for c in counted.values()):
-        return Verdict("refuted", f"in every cell that counts ({share}) NBCE does no better than truncating to the "
+    tail = (f"; not counted (the oracle not {p['margin']:g} above truncation: the cell cannot tell a reader with the "
+            f"answer's window from one without): {', '.join(left)}") if left else ""
+    if not possible:
+        return Verdict("inconclusive", "in no cell does the oracle beat truncation by the margin, so no reading "
+                       "counts", numbers)
+    listed = "; ".join(f"{n}: {cells[n]}" + (f" ({' or '.join(sorted(r))})" if cells[n] == "unclear" else "")
+                       for n, r in possible.items()) + f"; {len(possible)} of {len(cells)} cells count"
+    may_support = all("reads" in r for r in possible.values())
+    may_refute = all("fails" in r for r in possible.values())
+    if all(r == {"reads"} for r in possible.values()):
+        return Verdict("supported", f"in every cell that counts ({listed}) NBCE answers past the window as well as a "
+                       f"reader handed the right window, far better than truncation{tail}", numbers)
+    if all(r == {"fails"} for r in possible.values()):
+        return Verdict("refuted", f"in every cell that counts ({listed}) NBCE does no better than truncating to the "
                        f"window{tail}", numbers)
-    reads = ", ".join(n for n, c in counted.items() if c == "reads") or "none"
-    return Verdict("nuanced", f"NBCE reads past the window in some of the cells that count ({reads}; {share}) but "
-                   f"not in all{tail}", numbers)
+    if not may_support and not may_refute:
+        return Verdict("nuanced", f"NBCE neither reads past the window in every cell that counts nor fails in every one "
+                       f"({listed}){tail}",
+                       numbers)
+    unclear = ", ".join(n for n, c in cells.items() if c == "unclear")
+    return Verdict("inconclusive", f"too few documents to tell in {unclear}, which could still make every cell "
+                   f"{'read' if may_support else 'fail'} ({listed}){tail}", numbers)
 
 
 def _c17_docs(results: dict) -> int:
@@ -398,8 +411,9 @@ def _c17_docs(results: dict) -> int:
 
 RULES = {"C17": Rule(
     "C17", "pooling the chunks' next-token distributions (NBCE, min-entropy, beta 0.25) answers questions about a "
-    "context of 2 and 4 windows about as well as a reader handed the right window, and better than truncation",
-    {"method": "min_entropy b=0.25", "margin": 0.1, "oracle_gate": 0.8, "min_seeds": 8},
+    "context of 2 and 4 windows about as well as a reader handed the right window, and better than truncation, in "
+    "every cell where the right window makes a difference",
+    {"method": "min_entropy b=0.25", "margin": 0.1, "min_seeds": 8},
     _c17_decide, _c17_docs)}
 
 
@@ -414,7 +428,9 @@ def c17_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     def cell_text(name):
         n = numbers[name]
         if cells[name] == "not counted":
-            return f"{name}: not counted (the oracle reaches {n['oracle']:.2f}, below the gate)"
+            o = n["oracle_minus_truncation"]
+            return (f"{name}: not counted (oracle minus truncation {o['mean']:+.2f} [{o['low']:+.2f}, {o['high']:+.2f}], "
+                    "not above the margin)")
         g, s = n["nbce_minus_truncation"], n["oracle_minus_nbce"]
         return (f"{name}: {cells[name]} (NBCE minus truncation {g['mean']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}], "
                 f"oracle minus NBCE {s['mean']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}])")
