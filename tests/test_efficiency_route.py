@@ -61,26 +61,62 @@ def test_the_peak_reading_resets_and_grows():
 
 @pytest.mark.parametrize("method", er.METHODS)
 def test_one_finetune_at_smoke_scale(method):
-    row = er.one_finetune(method, 0, SMOKE)
-    assert row["method"] == method and len(row["train_losses"]) == SMOKE.steps
+    row = er.one_finetune(method, 0, SMOKE, lr=1e-3)
+    assert row["method"] == method and len(row["train_losses"]) == SMOKE.steps and row["lr"] == 1e-3
     assert row["val_loss"] > 0 and row["step_seconds"] > 0
     assert (row["trainable"] < 20000) == (method != "full")
 
 
-def test_memory_is_measured_above_the_libraries():
-    row = er.memory_child("smoke", "qlora")
-    assert row["trainable"] > 0 and 0 < row["weight_bytes"] < 1_000_000
-    assert row["model_bytes"] < 50 * 1024 * 1024  # the tiny model, not peft's and transformers' imports
-    assert row["peak_bytes"] >= row["model_bytes"]
+def test_the_splits_are_disjoint_and_the_grid_reads_validation():
+    train, val, held_out = er.corpus_ids("tiny")
+    assert len(train) > 10 * len(val) and len(held_out) > len(val) > 0
+    model = er.load_base(SMOKE)
+    assert er.held_out_loss(model, SMOKE, "validation") != er.held_out_loss(model, SMOKE)
+    with pytest.raises(ValueError, match="split must be one of"):
+        er.held_out_loss(model, SMOKE, "test")
 
 
-def test_attention_section_is_exact_at_smoke_scale(monkeypatch):
-    # the peak readings are tested in test_tiled_attention (a fresh process each): a stand-in keeps this test fast
-    monkeypatch.setattr(er, "peak_memory_bytes", lambda m, t, d, h, b: {"naive": 4 * h * t * t, "tiled": 10, "sdpa": 5}[m])
-    rows = er.attention_section(SMOKE)
-    assert [r["length"] for r in rows] == list(SMOKE.lengths)
-    assert all(r["tiled_error"] < 1e-5 and r["sdpa_error"] < 1e-5 for r in rows)
-    assert rows[-1]["peak_bytes"]["naive"] > rows[-1]["peak_bytes"]["sdpa"]
+def test_grid_and_chosen_rates():
+    grid = er.grid_section(SMOKE)
+    assert set(grid) == set(er.METHODS) and all(set(g) == {f"{r:g}" for r in SMOKE.grid_rates} for g in grid.values())
+    chosen = er.chosen_rates(grid)
+    assert all(grid[m][f"{chosen[m]:g}"] == min(grid[m].values()) for m in er.METHODS)
+    assert er.chosen_rates({"full": {"1e-05": 2.0, "0.001": None}, "lora": {"0.001": 1.0, "0.01": 0.5},
+                            "qlora": {"0.001": 1.0, "0.01": float("nan")}}) == {"full": 1e-5, "lora": 0.01, "qlora": 0.001}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"grid_rates": ()}, "grid_rates must be a non-empty tuple"),
+    ({"grid_rates": (1e-3, -1e-3)}, "positive learning rates"),
+    ({"grid_rates": (1e-3, 1e-3)}, "a rate twice"),
+    ({"grid_seed": 0}, "grid_seed 0 is one of the comparison's seeds"),
+])
+def test_settings_refuse_bad_grids(change, match):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(SMOKE, **change)
+
+
+def test_chosen_rates_and_one_finetune_refuse_bad_input():
+    with pytest.raises(ValueError, match="grid must map every method"):
+        er.chosen_rates({"full": {"0.001": 1.0}})
+    with pytest.raises(ValueError, match="lora: no rate of the grid gave a finite"):
+        er.chosen_rates({"full": {"0.001": 1.0}, "lora": {"0.001": None}, "qlora": {"0.001": 1.0}})
+    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+        er.one_finetune("full", 0, SMOKE, lr=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        er.one_finetune("adapter", 0, SMOKE, lr=1e-3)
+
+
+def test_a_resumed_run_reads_the_stored_grid(tmp_path):
+    from whydecoder.results import judged_settings, save_result
+
+    settings = judged_settings(SMOKE, er.RULES)
+    stored = {m: {"0.001": 2.0, "0.01": 1.0} for m in er.METHODS}
+    out = tmp_path / "route.json"
+    save_result(out, {"settings": settings, "grid": stored}, command="test")
+    assert er._GridOnce(SMOKE, out, settings)() == stored  # read, not run again
 
 
 def results(full=(2.5, 2.6, 2.55, 2.52, 2.58), lora=0.0, qlora=0.0, before=2.9, error=1e-6, ratio=10.0,
@@ -89,6 +125,7 @@ def results(full=(2.5, 2.6, 2.55, 2.52, 2.58), lora=0.0, qlora=0.0, before=2.9, 
         return [{"method": method, "seed": i, "val_loss": v + shift + (noise * (i % 2) if method != "full" else 0.0)}
                 for i, v in enumerate(full)]
     return {
+        "grid": {m: {"0.001": 1.0} for m in er.METHODS},
         "attention": [{"length": 512, "tiled_error": error, "sdpa_error": 1e-7, "peak_bytes": {"naive": 100, "tiled": 50,
                                                                                                "sdpa": 10}},
                       {"length": 4096, "tiled_error": error, "sdpa_error": 1e-7,
@@ -107,10 +144,17 @@ def results(full=(2.5, 2.6, 2.55, 2.52, 2.58), lora=0.0, qlora=0.0, before=2.9, 
     ({"error": 1e-2, "lora_peak": 0.9, "qlora": 0.3}, "refuted"),      # nothing delivers
     ({"lora": 0.05, "qlora": 0.05, "noise": 0.2}, "inconclusive"),     # every reading unclear
     ({"before": 2.56}, "inconclusive"),                                # full finetuning learned nothing
+    ({"qlora": 0.38}, "nuanced"),                                      # QLoRA learned nothing: left out, named
+    ({"lora": 0.38, "qlora": 0.38}, "inconclusive"),                   # no adapter learned: nothing to compare
 ])
 def test_c21_rule_reaches_every_outcome(kw, outcome):
     verdict = er.RULES["C21"](results(**kw))
     assert verdict.outcome == outcome, verdict.reason
+
+
+def test_c21_names_an_arm_that_did_not_learn():
+    verdict = er.RULES["C21"](results(qlora=0.38))
+    assert "qlora (2.931): did not learn" in verdict.reason and "qlora" not in verdict.numbers["readings"]
 
 
 def test_c21_needs_five_seeds():
