@@ -67,6 +67,22 @@ def test_one_finetune_at_smoke_scale(method):
     assert (row["trainable"] < 20000) == (method != "full")
 
 
+def test_memory_is_measured_above_the_libraries():
+    row = er.memory_child("smoke", "qlora")
+    assert row["trainable"] > 0 and 0 < row["weight_bytes"] < 1_000_000
+    assert row["model_bytes"] < 50 * 1024 * 1024  # the tiny model, not peft's and transformers' imports
+    assert row["peak_bytes"] >= row["model_bytes"]
+
+
+def test_attention_section_is_exact_at_smoke_scale(monkeypatch):
+    # the peak readings are tested in test_tiled_attention (a fresh process each): a stand-in keeps this test fast
+    monkeypatch.setattr(er, "peak_memory_bytes", lambda m, t, d, h, b: {"naive": 4 * h * t * t, "tiled": 10, "sdpa": 5}[m])
+    rows = er.attention_section(SMOKE)
+    assert [r["length"] for r in rows] == list(SMOKE.lengths)
+    assert all(r["tiled_error"] < 1e-5 and r["sdpa_error"] < 1e-5 for r in rows)
+    assert rows[-1]["peak_bytes"]["naive"] > rows[-1]["peak_bytes"]["sdpa"]
+
+
 def test_the_splits_are_disjoint_and_the_grid_reads_validation():
     train, val, held_out = er.corpus_ids("tiny")
     assert len(train) > 10 * len(val) and len(held_out) > len(val) > 0
@@ -139,10 +155,14 @@ def results(full=(2.5, 2.6, 2.55, 2.52, 2.58), lora=0.0, qlora=0.0, before=2.9, 
 
 @pytest.mark.parametrize("kw, outcome", [
     ({}, "supported"),
+    ({"lora": -0.1}, "supported"),                                     # better than full finetuning: no cost
+    ({"qlora": 0.03}, "supported"),                                    # a little higher, inside the margin
     ({"qlora": 0.2}, "nuanced"),                                      # cheaper, but a cost in loss
     ({"lora_peak": 0.9}, "nuanced"),                                   # LoRA not cheaper enough
     ({"error": 1e-2, "lora_peak": 0.9, "qlora": 0.3}, "refuted"),      # nothing delivers
-    ({"lora": 0.05, "qlora": 0.05, "noise": 0.2}, "inconclusive"),     # every reading unclear
+    ({"lora": 0.05, "qlora": 0.05, "noise": 0.2}, "inconclusive"),     # every reading unclear: supported still open
+    ({"error": 1e-2, "lora": 0.05, "qlora": 0.05, "noise": 0.2}, "inconclusive"),  # tiles fail; refuted still open
+    ({"error": 1e-2, "qlora": 0.3}, "nuanced"),                        # tiles fail, LoRA delivers
     ({"before": 2.56}, "inconclusive"),                                # full finetuning learned nothing
     ({"qlora": 0.38}, "nuanced"),                                      # QLoRA learned nothing: left out, named
     ({"lora": 0.38, "qlora": 0.38}, "inconclusive"),                   # no adapter learned: nothing to compare
@@ -150,6 +170,16 @@ def results(full=(2.5, 2.6, 2.55, 2.52, 2.58), lora=0.0, qlora=0.0, before=2.9, 
 def test_c21_rule_reaches_every_outcome(kw, outcome):
     verdict = er.RULES["C21"](results(**kw))
     assert verdict.outcome == outcome, verdict.reason
+
+
+def test_non_inferiority_reads_against_the_margin():
+    from whydecoder.verdicts import t_interval
+
+    assert er.non_inferiority(t_interval([0.01, 0.02, 0.03]), 0.05) == "no cost"
+    assert er.non_inferiority(t_interval([0.08, 0.09, 0.1]), 0.05) == "cost"
+    assert er.non_inferiority(t_interval([0.036, 0.053, 0.069]), 0.05) == "unclear"
+    with pytest.raises(ValueError, match="margin must be a number >= 0"):
+        er.non_inferiority(t_interval([0.0, 0.1]), -1)
 
 
 def test_c21_names_an_arm_that_did_not_learn():
