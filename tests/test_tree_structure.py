@@ -110,6 +110,9 @@ def test_c19_rule_freezes_the_tree_it_was_fixed_on(tmp_path):
     edited.write_bytes(tree.TREE_PATH.read_bytes() + b"\n")
     verdict = tree_structure.C19_RULE(tree_structure.c19_results(edited))
     assert verdict.outcome == "inconclusive" and "not the one the rule froze" in verdict.reason
+    crlf = tmp_path / "crlf.csv"  # a checkout that writes Windows line endings is the same tree
+    crlf.write_bytes(tree.TREE_PATH.read_bytes().replace(b"\n", b"\r\n"))
+    assert tree_structure.tree_hash(crlf) == tree_structure.TREE_SHA256
 
 
 def test_c19_on_the_dataset_reads_both_halves():

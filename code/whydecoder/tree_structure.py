@@ -77,9 +77,10 @@ def structure_by_year(df: pd.DataFrame) -> pd.DataFrame:
 def c19_counts(df: pd.DataFrame) -> dict:
     """The numbers C19's rule reads: per period (before and after the survey's last tree),
     the models counted, the share that departs from the dense attention block and the share
-    per feature, and the median training tokens where published; and the same departure
-    shares counting each family once (its first release). Defined in the chapter "The
-    routes after the plain decoder"."""
+    per feature, and the median training tokens where published; the same departure
+    shares counting each family once (its first release); and, in the survey's own sense of
+    structure, the share on the decoder-only branch and the share of plain decoders (that
+    branch, no departure). Defined in the chapter "The routes after the plain decoder"."""
     rows = with_structure(df)
     out = {}
     for period in ("before", "after"):
@@ -91,15 +92,18 @@ def c19_counts(df: pd.DataFrame) -> dict:
                        "shared_kv": float(part["shared_kv"].mean()),
                        "median_tokens_t": float(part["train_tokens_t"].median()),
                        "tokens_published": int(part["train_tokens_t"].notna().sum()),
+                       "decoder_branch": float((part["branch"] == "decoder-only").mean()),
+                       "plain_decoders": float(((part["branch"] == "decoder-only") & ~part["departs"]).mean()),
                        "families": int(len(families)), "family_departs": float(families["departs"].mean())}
     return out
 
 
 def tree_hash(path: str | Path = TREE_PATH) -> str:
-    """The SHA-256 of the tree's file (its bytes, line endings as stored): what C19's rule
-    freezes, so that rows edited after the rule was fixed are not judged by it. Defined in
-    the chapter "The routes after the plain decoder"."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The SHA-256 of the tree's file, its line endings read as ``\n`` (a checkout that
+    writes ``\r\n`` reads the same): what C19's rule freezes, so that rows edited after the
+    rule was fixed are not judged by it. Defined in the chapter "The routes after the plain
+    decoder"."""
+    return hashlib.sha256(Path(path).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
 
 
 def c19_results(path: str | Path = TREE_PATH) -> dict:
@@ -116,7 +120,9 @@ def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"(Sept 2023 on), {a19['departs']:.0%} depart from the dense attention block (experts {a19['moe']:.0%}, "
             f"latent attention {a19['mla']:.0%}, recurrent or hybrid layers {a19['recurrent_layers']:.0%}) against "
             f"{b19['departs']:.0%} of {b19['models']} from 2020 to Aug 2023; one row per family: "
-            f"{a19['family_departs']:.0%} against {b19['family_departs']:.0%}; median training tokens "
+            f"{a19['family_departs']:.0%} against {b19['family_departs']:.0%}; on the decoder-only branch "
+            f"{a19['decoder_branch']:.0%} against {b19['decoder_branch']:.0%}, plain decoders (that branch, no departure) "
+            f"{a19['plain_decoders']:.0%} against {b19['plain_decoders']:.0%}; median training tokens "
             f"{b19['median_tokens_t']:g}T -> {a19['median_tokens_t']:g}T.")
     scope = ("A curated dataset of notable releases (announcements, not use), the features as their papers, model "
              "cards or announcements state them; closed models without a published architecture are not counted.")
