@@ -2,6 +2,7 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ from whydecoder.experiments.ch04_lowrank import (
 
 TINY = LowRankSettings(n=16, head_sizes=(2, 8), scales=(1.0,), seeds=(0,), fit_n=4, fit_heads=(1, 4), fit_steps=20,
                        collapse_depth=3, lm_width=16, lm_heads=(1, 2), fixed_head=16, lm_layers=1, lm_seq=16,
-                       lm_batch=2, lm_steps=2, attn_n=16)
+                       lm_batch=2, lm_steps=2, attn_n=16, long_n=32)
 
 
 def test_attention_maps_are_the_models_attention():
@@ -43,7 +44,8 @@ def test_run_sections_store_and_resume(tmp_path, monkeypatch):
     out = tmp_path / "lowrank.json"
     first = run("smoke", out, progress=False, sections=("baseline", "spectra", "fitting", "collapse", "heads"))
     assert len(first["spectra"]) == 2 * 2  # 2 head sizes x 2 masks
-    assert {r["mask"] for r in first["fitting"]} == {"bidirectional", "causal"}
+    assert {r["mask"] for r in first["fitting"]} == {"bidirectional", "causal", "bidirectional, matched"}
+    assert all(r["kl_uniform"] > 0 for r in first["fitting"])
     assert all(r["diagonal_positive_float64"] for r in first["spectra"] if r["mask"] == "causal")
     again = run("smoke", out, progress=False, sections=("baseline", "spectra", "fitting", "collapse", "heads"))
     assert again["heads"] == first["heads"]
@@ -56,6 +58,30 @@ def test_settings_refuse_untrained_positions():
         LowRankSettings(**{**TINY.__dict__, "attn_n": 64})
     with pytest.raises(ValueError, match="fixed_head 8 must exceed the head size d/h = 8"):
         LowRankSettings(**{**TINY.__dict__, "fixed_head": 8})
+    with pytest.raises(ValueError, match="long_n 1024 must be in 1..256"):
+        LowRankSettings(**{**TINY.__dict__, "long_n": 1024})
+    with pytest.raises(ValueError, match="fit_n 32 exceeds attn_n 16"):
+        LowRankSettings(**{**TINY.__dict__, "fit_n": 32})
+
+
+def test_uniform_kl_is_the_yardstick_of_a_fit():
+    from whydecoder.experiments.ch04_lowrank import uniform_kl
+
+    flat = torch.full((4, 4), 0.25, dtype=torch.float64)
+    assert uniform_kl(flat, causal=False) == pytest.approx(0.0)
+    causal_flat = torch.tril(torch.ones(4, 4, dtype=torch.float64))
+    causal_flat /= causal_flat.sum(dim=-1, keepdim=True)
+    assert uniform_kl(causal_flat, causal=True) == pytest.approx(0.0)
+    assert uniform_kl(torch.eye(4, dtype=torch.float64), causal=False) == pytest.approx(float(np.log(4)))
+
+
+def test_trained_targets_are_causal_and_row_stochastic():
+    from whydecoder.experiments.ch04_lowrank import trained_targets
+
+    targets = trained_targets(TINY)
+    assert len(targets) == TINY.lm_layers * 4 and all(t.shape == (TINY.fit_n, TINY.fit_n) for t in targets)
+    assert all(torch.allclose(t.sum(dim=-1), torch.ones(TINY.fit_n, dtype=torch.float64), atol=1e-5) for t in targets)
+    assert all((t.triu(1) == 0).all() for t in targets)
 
 
 @pytest.mark.parametrize("settings", [TINY, SETTINGS["full"]])
@@ -63,8 +89,10 @@ def test_head_arms_are_at_equal_parameters(settings):
     arms = head_arms(settings)
     counts = [parameter_count(cfg, embeddings=False) for cfg in arms.values()]
     assert (max(counts) - min(counts)) / min(counts) < 0.02
-    fixed = [cfg for name, cfg in arms.items() if name.endswith("fixed")]
-    assert len(fixed) == 1 and fixed[0].head_dim == settings.fixed_head and fixed[0].ff_dim < 4 * settings.lm_width
+    mlp, width = arms[next(a for a in arms if a.endswith("narrower MLP"))], arms[next(a for a in arms if a.endswith("narrower model"))]
+    assert mlp.head_dim == width.head_dim == settings.fixed_head
+    assert mlp.ff_dim < 4 * settings.lm_width and mlp.d_model == settings.lm_width
+    assert width.d_model < settings.lm_width and width.ff_dim == 4 * width.d_model
 
 
 def test_flat_at_end():
@@ -99,71 +127,141 @@ def test_trained_collapse_on_a_tiny_bert():
     assert curves["attention"][1] == pytest.approx(wd.rank.rank_one_residual(attended), rel=1e-5)
 
 
-def spectra_rows(low_at, n=64, seeds=5, causal_low=0.0):
+def spectra_rows(low_at, n=64, seeds=5, causal_low=0.0, erank_low_at=None):
     """Random-attention rows: bidirectional matrices low-rank at the head sizes in
-    ``low_at``; a share ``causal_low`` of the causal ones low-rank."""
+    ``low_at`` (the effective rank too, unless ``erank_low_at`` says otherwise); a share
+    ``causal_low`` of the causal ones low-rank."""
+    erank_low_at = low_at if erank_low_at is None else erank_low_at
     rows = []
     for d in (2, 4, 8):
         for seed in range(seeds):
             rows.append({"mask": "bidirectional", "d": d, "n": n, "seed": seed, "scale": 1.0,
-                         "numerical_rank": 10 if d in low_at else n})
+                         "numerical_rank": 10 if d in low_at else n, "effective_rank": 5.0 if d in erank_low_at else 50.0})
             rows.append({"mask": "causal", "d": d, "n": n, "seed": seed, "scale": 1.0, "diagonal_positive_float64": True,
-                         "numerical_rank": 10 if seed < causal_low * seeds else n})
+                         "numerical_rank": 10 if seed < causal_low * seeds else n, "effective_rank": 50.0})
     return rows
 
 
-def fitting_rows(small_kl, seeds=5, noise=0.001):
-    return [{"mask": m, "d_head": d, "seed": s, "kl": (small_kl if d == 1 else 0.0) + noise * ((s % 3) - 1) * (d == 1)}
-            for m in ("bidirectional", "causal") for d in (1, 4, 32) for s in range(seeds)]
+def long_rows(low=True, heads=72):
+    return [{"model": "all-MiniLM-L6-v2", "d": 32, "n": 256, "numerical_rank": 100 if low else 256,
+             "effective_rank": 50.0 if low else 200.0} for _ in range(heads)]
 
 
-@pytest.mark.parametrize("low_at, outcome", [((2, 4, 8), "supported"), ((), "refuted"), ((2,), "nuanced")])
-def test_c03_rule_reaches_every_outcome(low_at, outcome):
-    assert RULES["C03"]({"spectra": spectra_rows(low_at)}).outcome == outcome
+def fitting_rows(small_kl, seeds=5, noise=0.001, causal_rel=None, bidir_rel=None):
+    """Fits of random targets (causal and bidirectional 32 x 32, bidirectional matched 23 x
+    23 fitted by the heads below 23): KL ``small_kl`` at head size 1, zero at the largest;
+    with ``causal_rel``/``bidir_rel`` ({size: relative residual}: the bidirectional value
+    for both bidirectional kinds), the KL is that share of a uniform KL of 1."""
+    rows = []
+    for m, rel in (("bidirectional", bidir_rel), ("causal", causal_rel), ("bidirectional, matched", bidir_rel)):
+        for d in (1, 4, 32):
+            if m.endswith("matched") and d >= 23:
+                continue
+            for s in range(seeds):
+                jitter = noise * (((s + (m == "causal")) % 3) - 1)
+                kl = (rel.get(d, 0.0) + jitter) if rel else (small_kl if d == 1 else 0.0) + jitter * (d == 1)
+                rows.append({"mask": m, "n": 23 if m.endswith("matched") else 32, "d_head": d, "seed": s, "kl": kl,
+                             "kl_uniform": 1.0})
+    return rows
 
 
-@pytest.mark.parametrize("causal_low, small_kl, noise, outcome", [
-    (0.0, 0.0, 0.001, "supported"), (0.4, 0.2, 0.001, "refuted"), (0.0, 0.2, 0.001, "nuanced"),
-    (0.4, 0.0, 0.001, "nuanced"), (0.0, 0.021, 0.05, "inconclusive"),
+def trained_fit_rows(small_kl, targets=8, noise=0.001):
+    return [{"target": t, "d_head": d, "kl": (small_kl + noise * ((t % 3) - 1)) if d == 1 else 0.0, "kl_uniform": 1.0}
+            for t in range(targets) for d in (1, 4, 32)]
+
+
+@pytest.mark.parametrize("low_at, erank_low_at, trained_low, outcome", [  # "not low" on neither yardstick
+    ((2, 4, 8), None, True, "supported"),
+    ((), None, False, "refuted"),
+    ((2,), None, True, "nuanced"),
+    ((2, 4, 8), (), True, "nuanced"),       # the yardsticks disagree: split, neither low nor full
+    ((2, 4, 8), None, False, "nuanced"),    # random low, trained full
 ])
-def test_c04_rule_reaches_every_outcome(causal_low, small_kl, noise, outcome):
-    results = {"spectra": spectra_rows((2,), causal_low=causal_low), "fitting": fitting_rows(small_kl, noise=noise)}
+def test_c03_rule_reaches_every_outcome(low_at, erank_low_at, trained_low, outcome):
+    results = {"spectra": spectra_rows(low_at, erank_low_at=erank_low_at), "trained_long": long_rows(trained_low)}
+    assert RULES["C03"](results).outcome == outcome
+
+
+def test_c03_needs_trained_heads_in_the_regime():
+    results = {"spectra": spectra_rows((2, 4, 8)), "trained_long": [dict(r, n=128) for r in long_rows()]}
+    verdict = RULES["C03"](results)
+    assert verdict.outcome == "inconclusive" and "no trained" in verdict.reason
+
+
+@pytest.mark.parametrize("causal_rel, bidir_rel, noise, outcome", [
+    ({1: 0.3, 4: 0.1}, {1: 0.5, 4: 0.3}, 0.001, "supported"),   # causal reach more at both sizes
+    ({1: 0.5, 4: 0.3}, {1: 0.5, 4: 0.3}, 0.001, "refuted"),     # equal: the mask buys nothing
+    ({1: 0.3, 4: 0.3}, {1: 0.5, 4: 0.3}, 0.001, "nuanced"),
+    ({1: 0.46, 4: 0.26}, {1: 0.5, 4: 0.3}, 0.05, "inconclusive"),
+])
+def test_c04_rule_reaches_every_outcome(causal_rel, bidir_rel, noise, outcome):
+    results = {"settings": {"fit_n": 32}, "spectra": spectra_rows((2,)),
+               "fitting": fitting_rows(0.0, noise=noise, causal_rel=causal_rel | {32: 0.0}, bidir_rel=bidir_rel | {32: 0.0})}
     assert RULES["C04"](results).outcome == outcome
 
 
 def test_c04_is_refuted_by_a_zero_diagonal():
     rows = spectra_rows((2,))
     rows[1]["diagonal_positive_float64"] = False
-    assert RULES["C04"]({"spectra": rows, "fitting": fitting_rows(0.0)}).outcome == "refuted"
+    assert RULES["C04"]({"settings": {"fit_n": 32}, "spectra": rows, "fitting": fitting_rows(0.0)}).outcome == "refuted"
 
 
-@pytest.mark.parametrize("small_kl, noise, seeds, outcome", [
-    (0.2, 0.001, 5, "supported"), (0.0, 0.001, 5, "refuted"), (0.021, 0.05, 5, "inconclusive"),
-    (0.2, 0.001, 3, "inconclusive"),
+def test_c04_does_not_decide_on_float32_round_off():
+    results = {"settings": {"fit_n": 32}, "spectra": spectra_rows((2,), causal_low=1.0),
+               "fitting": fitting_rows(0.0, causal_rel={1: 0.3, 4: 0.1, 32: 0.0}, bidir_rel={1: 0.5, 4: 0.3, 32: 0.0})}
+    assert RULES["C04"](results).outcome == "supported"
+
+
+@pytest.mark.parametrize("small_kl, trained_kl, noise, seeds, outcome", [
+    (0.2, 0.2, 0.001, 5, "supported"), (0.0, 0.0, 0.001, 5, "refuted"), (0.2, 0.0, 0.001, 5, "nuanced"),
+    (0.0, 0.2, 0.001, 5, "nuanced"), (0.1, 0.2, 0.05, 5, "inconclusive"), (0.2, 0.2, 0.001, 3, "inconclusive"),
 ])
-def test_c05_rule_reaches_every_outcome(small_kl, noise, seeds, outcome):
-    assert RULES["C05"]({"fitting": fitting_rows(small_kl, seeds, noise)}).outcome == outcome
+def test_c05_rule_reaches_every_outcome(small_kl, trained_kl, noise, seeds, outcome):
+    results = {"fitting": fitting_rows(small_kl, seeds, noise), "fitting_trained": trained_fit_rows(trained_kl)}
+    assert RULES["C05"](results).outcome == outcome
 
 
-def heads_results(fewest=1.50, most=1.60, fixed=1.50, noise=0.001, falling=0.0, worst=None, params=(100, 100, 101)):
+def test_c05_gates_flat_targets_and_failed_fits():
+    flat = [dict(r, kl_uniform=0.01) for r in trained_fit_rows(0.2)]  # near-uniform patterns: nothing to fit
+    verdict = RULES["C05"]({"fitting": fitting_rows(0.2), "fitting_trained": flat})
+    assert verdict.outcome == "inconclusive" and "trained patterns: no targets" in verdict.reason
+    unfit = [dict(r, kl=0.5) if r["d_head"] == 32 else r for r in trained_fit_rows(0.2)]  # the largest head failed
+    verdict = RULES["C05"]({"fitting": fitting_rows(0.2), "fitting_trained": unfit})
+    assert verdict.outcome == "inconclusive" and "not fitted" in verdict.reason
+
+
+def test_matched_bidirectional_size():
+    from whydecoder.experiments.ch04_lowrank import matched_bidirectional_size
+
+    assert matched_bidirectional_size(32) == 23 and matched_bidirectional_size(8) == 6
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
+        matched_bidirectional_size(1)
+
+
+def heads_results(fewest=1.50, most=1.60, fixed=1.50, width=None, noise=0.001, falling=0.0, worst=None,
+                  params=(100, 100, 101, 100)):
+    width = fixed if width is None else width
     rows = []
-    for (arm, h, is_fixed, loss), n in zip((("1 x 16", 1, False, fewest), ("2 x 8", 2, False, most),
-                                            ("2 x 16, fixed", 2, True, fixed)), params):
+    arms = (("1 x 16", 1, None, fewest), ("2 x 8", 2, None, most), ("2 x 16, fixed, narrower MLP", 2, "MLP", fixed),
+            ("2 x 16, fixed, narrower model", 2, "width", width))
+    for (arm, h, paid_by, loss), n in zip(arms, params):
         for s in range(5):
             curve = [3.0] * 10 + [loss * (1 + falling)] * 8 + [loss] * 2
-            rows.append({"arm": arm, "heads": h, "fixed": is_fixed, "seed": s, "parameters": n, "curve": curve,
-                         "val_loss": (worst or loss) + noise * (((s + h + is_fixed) % 3) - 1)})
+            rows.append({"arm": arm, "heads": h, "fixed": paid_by is not None, "paid_by": paid_by, "seed": s,
+                         "parameters": n, "curve": curve,
+                         "val_loss": (worst or loss) + noise * (((s + h + (paid_by is not None)) % 3) - 1)})
     return {"baseline": {"nats_per_byte": 3.0}, "heads": rows}
 
 
 @pytest.mark.parametrize("changes, outcome", [
     ({}, "supported"),
     ({"most": 1.50, "fixed": 1.50}, "refuted"),
-    ({"fixed": 1.60}, "nuanced"),  # small heads cost, the fix does not help
+    ({"fixed": 1.60}, "nuanced"),  # small heads cost, the fix paid by the MLP does not help
+    ({"width": 1.60}, "nuanced"),  # ... nor paid by the width
     ({"most": 1.505, "noise": 0.05}, "inconclusive"),
     ({"falling": 0.2}, "inconclusive"),  # not trained until flat
     ({"worst": 2.9}, "inconclusive"),  # learned nothing worth comparing
-    ({"params": (100, 100, 150)}, "inconclusive"),  # not at equal parameters
+    ({"params": (100, 100, 150, 100)}, "inconclusive"),  # not at equal parameters
 ])
 def test_c06_rule_reaches_every_outcome(changes, outcome):
     assert RULES["C06"](heads_results(**changes)).outcome == outcome

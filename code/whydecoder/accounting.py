@@ -192,6 +192,29 @@ def matched_mlp_width(cfg: ModelConfig, target: int, tolerance: float = EQUAL_PA
     return best
 
 
+def matched_width(cfg: ModelConfig, target: int, tolerance: float = EQUAL_PARAMETERS_TOLERANCE) -> ModelConfig:
+    """``cfg`` with the model width (``d_model``, the MLP at its default four times the
+    width; heads and head size kept) that brings its non-embedding parameters closest to
+    ``target``; a ``ValueError`` when none comes within ``tolerance`` (a fraction of
+    ``target``). Another way than :func:`matched_mlp_width` to pay for larger heads.
+    Defined in the chapter "The low-rank argument, tested"."""
+    _check_cfg(cfg)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be a fraction in (0, 1), got {tolerance!r}")
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ValueError(f"target must be a positive int (a parameter count), got {target!r}")
+    if cfg.d_head is None:
+        raise ValueError("matched_width keeps the head size: give cfg an explicit d_head")
+    width = min(range(1, 4 * cfg.d_model + 1),
+                key=lambda d: abs(parameter_count(cfg.replace(d_model=d, d_ff=None), embeddings=False) - target))
+    best = cfg.replace(d_model=width, d_ff=None)
+    off = abs(parameter_count(best, embeddings=False) - target) / target
+    if off > tolerance:
+        raise ValueError(f"no model width brings the model within {tolerance:.0%} of {target} parameters "
+                         f"(closest: {off:.1%} off)")
+    return best
+
+
 def matched_encoder_decoder(decoder: ModelConfig, tolerance: float = EQUAL_PARAMETERS_TOLERANCE) -> ModelConfig:
     """The encoder-decoder with the same non-embedding parameters as a decoder-only model.
 
