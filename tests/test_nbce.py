@@ -218,7 +218,9 @@ SAME = ([1], [1], [1])              # truncation already right: the cell cannot 
     ({"*": READS, "doors x4": MISSES}, "nuanced"),            # unclear gain, but far below the oracle: cannot read
     ({"*": CANNOT}, "inconclusive"),
     ({"*": SAME}, "inconclusive"),
-    ({"*": CANNOT, "passkey x2": READS}, "supported"),
+    ({"*": CANNOT, "passkey x2": READS}, "inconclusive"),       # only 2 windows could be told
+    ({"*": CANNOT, "passkey x2": READS, "doors x4": READS}, "supported"),
+    ({"*": CANNOT, "passkey x2": READS, "passkey x4": SHORT}, "nuanced"),
 ])
 def test_c17_rule_reaches_every_outcome(cells, outcome):
     verdict = nb.RULES["C17"](_results(cells))
@@ -237,8 +239,17 @@ def test_c17_rule_needs_enough_documents():
 
 
 def test_c17_reason_says_which_cells_count():
-    verdict = nb.RULES["C17"](_results({"*": CANNOT, "passkey x2": READS}))
+    verdict = nb.RULES["C17"](_results({"*": CANNOT, "passkey x2": READS, "doors x4": READS}))
     assert verdict.outcome == "supported"
-    assert "(passkey x2: reads; 1 of 4 cells count)" in verdict.reason
-    assert verdict.reason.endswith("from one without): passkey x4, doors x2, doors x4")
+    assert "(passkey x2: reads; doors x4: reads; 2 of 4 cells count)" in verdict.reason
+    assert verdict.reason.endswith("from one without): passkey x4, doors x2")
     assert "not counted" not in nb.RULES["C17"](_results({"*": READS})).reason
+    alone = nb.RULES["C17"](_results({"*": CANNOT, "passkey x2": READS}))
+    assert "only at 2 windows does a cell count" in alone.reason
+
+
+def test_c17_says_what_an_unclear_cell_could_still_make_it():
+    verdict = nb.RULES["C17"](_results({"*": CANNOT, "doors x2": UNCLEAR, "doors x4": UNCLEAR}))
+    assert verdict.outcome == "inconclusive" and "could still make every cell read or fail" in verdict.reason
+
+

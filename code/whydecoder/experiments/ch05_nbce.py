@@ -356,9 +356,11 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
     "Above" and "below" mean the whole interval. Where an interval straddles the margin,
     the cell is *unclear*, and the readings its intervals leave possible are kept (an
     oracle far above NBCE rules out "reads" even when the gain over truncation is unclear).
-    Supported when every counted cell reads; refuted when every one fails; nuanced when
-    the possible readings already rule both out; inconclusive when no cell counts, or when
-    supported or refuted is still possible but not certain.
+    Supported when every counted cell reads and cells count at every length the claim
+    names (2 and 4 windows); refuted when every one fails, likewise; nuanced when the
+    possible readings already rule both out; inconclusive when no cell counts, when the
+    cells that count cover one length only and supported or refuted is still possible, or
+    when supported or refuted is still possible but not certain.
     """
     cells, possible, numbers = {}, {}, {}
     for name in SECTIONS:
@@ -390,6 +392,11 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
                        for n, r in possible.items()) + f"; {len(possible)} of {len(cells)} cells count"
     may_support = all("reads" in r for r in possible.values())
     may_refute = all("fails" in r for r in possible.values())
+    lengths = {name.split(" x")[1] for name in possible}
+    if len(lengths) < len(FACTORS) and (may_support or may_refute):
+        told = " and ".join(f"{f} windows" for f in FACTORS if str(f) in lengths)
+        return Verdict("inconclusive", f"the claim names {' and '.join(str(f) for f in FACTORS)} windows, and only at "
+                       f"{told} does a cell count ({listed}){tail}", numbers)
     if all(r == {"reads"} for r in possible.values()):
         return Verdict("supported", f"in every cell that counts ({listed}) NBCE answers past the window as well as a "
                        f"reader handed the right window, far better than truncation{tail}", numbers)
@@ -401,8 +408,9 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
                        f"({listed}){tail}",
                        numbers)
     unclear = ", ".join(n for n, c in cells.items() if c == "unclear")
+    could = " or ".join(w for w, may in (("read", may_support), ("fail", may_refute)) if may)
     return Verdict("inconclusive", f"too few documents to tell in {unclear}, which could still make every cell "
-                   f"{'read' if may_support else 'fail'} ({listed}){tail}", numbers)
+                   f"{could} ({listed}){tail}", numbers)
 
 
 def _c17_docs(results: dict) -> int:
