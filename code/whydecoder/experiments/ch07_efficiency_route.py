@@ -246,8 +246,8 @@ def one_finetune(method: str, seed: int, s: EfficiencyRouteSettings, lr: float, 
 def grid_section(s: EfficiencyRouteSettings) -> dict[str, dict[str, float]]:
     """``{method: {rate: validation loss}}``: every method finetuned at every rate of
     ``s.grid_rates`` with seed ``s.grid_seed`` (not a seed the verdict reads), scored on
-    the validation split (a rate whose loss is not finite is stored as ``None``). Defined
-    in the chapter "The routes after the plain decoder"."""
+    the validation split (a rate whose loss is not finite is stored as ``None``).
+    Defined in the chapter "The routes after the plain decoder"."""
     out = {}
     for method in METHODS:
         out[method] = {}
