@@ -442,7 +442,7 @@ def rank_reading(row: dict, erank_fraction: float) -> str:
     ``erank_fraction`` n (a measure with no numerical tolerance, though the cut is a
     choice); ``"not low"`` when neither; ``"split"`` when they disagree. Defined in the
     chapter "The low-rank argument, tested"."""
-    numeric = row["numerical_rank"] < LOW_RANK_FRACTION * row["n"]
+    numeric = is_low_rank(row)
     spectral = row["effective_rank"] < erank_fraction * row["n"]
     return "low" if numeric and spectral else "not low" if not (numeric or spectral) else "split"
 
@@ -505,13 +505,14 @@ def relative_fits(results: dict, mask: str, d_head: int) -> dict[int, float]:
             if r["mask"] == mask and r["d_head"] == d_head}
 
 
-def _bottleneck_relative(rows: list[dict], unit: str, p: dict) -> tuple[str, object, dict]:
+def _bottleneck_relative(rows: list[dict], unit: str, p: dict) -> tuple[str, dict]:
     """C05's reading of one kind of target: the targets with a uniform KL of at least
     ``p["target_gate"]`` (a pattern to fit at all), the largest head's mean relative
     residual (at most ``p["fit_gate"]``, or the optimizer did not reach what a head of that
     size can), and the paired interval of the smallest head's relative residual minus the
     largest's: ``"bottleneck"`` above ``p["rel_gap"]``, ``"none"`` below, else
-    ``"unclear"`` (``"no targets"``, ``"not fitted"`` when a gate fails)."""
+    ``"unclear"`` (``"no targets"``, ``"not fitted"`` when a gate fails). Returns the
+    reading and what it rests on (the interval under ``"gap"`` when read)."""
     sizes = sorted({r["d_head"] for r in rows})
     kept = {r[unit] for r in rows if r["kl_uniform"] >= p["target_gate"]}
 
@@ -520,14 +521,14 @@ def _bottleneck_relative(rows: list[dict], unit: str, p: dict) -> tuple[str, obj
 
     info = {"targets": len(kept), "head_sizes": [sizes[0], sizes[-1]]}
     if len(kept) < 2:
-        return "no targets", None, info
+        return "no targets", info
     largest = rel(sizes[-1])
     info["largest_relative"] = sum(largest.values()) / len(largest)
     if info["largest_relative"] > p["fit_gate"]:
-        return "not fitted", None, info
+        return "not fitted", info
     gap = t_interval(paired_differences(rel(sizes[0]), largest))
     info["gap"] = gap.__dict__
-    return ("bottleneck" if gap.low > p["rel_gap"] else "none" if gap.high < p["rel_gap"] else "unclear"), gap, info
+    return ("bottleneck" if gap.low > p["rel_gap"] else "none" if gap.high < p["rel_gap"] else "unclear"), info
 
 
 def _c04_decide(results: dict, p: dict) -> Verdict:
@@ -592,8 +593,8 @@ def _c05_decide(results: dict, p: dict) -> Verdict:
     enough for arbitrary patterns, but the trained ones fit, or the other way); refuted
     when neither; inconclusive when either is unclear or fails a gate."""
     random_rows = [r for r in results["fitting"] if r["mask"] == "causal"]
-    random_, _, rinfo = _bottleneck_relative(random_rows, "seed", p)
-    trained, _, tinfo = _bottleneck_relative(results["fitting_trained"], "target", p)
+    random_, rinfo = _bottleneck_relative(random_rows, "seed", p)
+    trained, tinfo = _bottleneck_relative(results["fitting_trained"], "target", p)
     numbers = {"random": random_, "trained": trained, "random_info": rinfo, "trained_info": tinfo}
 
     def part(name, reading, info):
