@@ -43,3 +43,10 @@ def arch_inputs(arch: str, batch: int = 2, length: int = 9, source_len: int = 6,
     if arch == "encoder-decoder":
         kwargs["source"] = torch.randint(0, vocab, (batch, source_len), generator=g)
     return tokens, kwargs
+
+
+def one_line(text: str) -> str:
+    """A claim's ``rests_on``: one non-empty line of text, short enough for the ledger."""
+    assert isinstance(text, str) and text.strip() == text and text, repr(text)
+    assert "\n" not in text and "\r" not in text and len(text) <= 200, repr(text)
+    return text

@@ -4,6 +4,7 @@ every outcome."""
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.experiments import ch07_architecture as ar
 from whydecoder.model import Transformer
 from whydecoder.text import with_bos
@@ -121,3 +122,17 @@ def test_c20_refuses_unequal_budgets():
     for row in r["retention"]:
         row["parameters"] = 300000
     assert "not at equal budgets" in ar.RULES["C20"](r).reason
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"retention_far": -0.5}, "four variants, five seeds each, at equal budgets; the dense decoder passed its loss and "
+                              "recall gates; both parts clear: experts' loss lower, retention flat, at a cost"),
+    ({"dense_near": 0.0}, "passed its loss gate, not its recall gate (recall not judged); one of two parts clear"),
+    ({"moe": -0.015, "noise": 0.05, "dense_time": 1.2}, "; neither part clear"),
+    ({"dense_loss": 3.0}, "nothing compared: the dense decoder did not pass the unigram gate"),
+])
+def test_c20_evidence_says_what_the_verdict_rests_on(kw, says):
+    from whydecoder.results import settings_dict
+
+    r = results(**kw) | {"settings": settings_dict(ar.SETTINGS["full"])}
+    assert says in one_line(ar.c20_evidence(r, ar.RULES["C20"](r)).rests_on)

@@ -32,7 +32,7 @@ def test_no_notebook_writes_under_data():
 def _fake(claim_id, outcome="supported", stored=True, line="fine"):
     return Claim(claim_id, f"claim {claim_id}", "01_x", (lambda: {"x": 1.0}) if stored else (lambda: None),
                  lambda results: Verdict(outcome, "because"),
-                 lambda results, verdict, rows: Evidence(f"{line} ({len(rows)} before)", "scope"))
+                 lambda results, verdict, rows: Evidence(f"{line} ({len(rows)} before)", "scope", rests_on="one task"))
 
 
 def test_the_ledger_is_computed_from_stored_results_with_the_question_last():
@@ -86,3 +86,52 @@ def test_a_claim_is_declared_well_or_refused(field, value, message):
 def test_an_unknown_claim_is_named():
     with pytest.raises(ValueError, match="unknown claim 'C99'"):
         claims.get("C99")
+
+
+@pytest.mark.parametrize("rests_on, error, message", [
+    (3, TypeError, "Evidence.rests_on must be text"), (None, TypeError, "must be text"),
+    ("two tasks\nfive seeds", ValueError, "must be one line"),
+])
+def test_evidence_refuses_a_rests_on_that_is_not_one_line_of_text(rests_on, error, message):
+    with pytest.raises(error, match=message):
+        Evidence("text", "scope", rests_on=rests_on)
+    assert Evidence("text", rests_on="one of three tasks").rests_on == "one of three tasks"
+
+
+def test_the_ledger_refuses_a_verdict_that_does_not_say_what_it_rests_on():
+    fake = {"C01": Claim("C01", "claim C01", "01_x", lambda: {"x": 1.0}, lambda results: Verdict("supported", "why"),
+                         lambda results, verdict, rows: Evidence("fine", "scope"))}
+    with pytest.raises(ValueError, match=r"claim C01: .*\(rests_on\)"):
+        claims.compute_ledger(fake, {"C01": {"sources": "000", "papers": "p"}})
+
+
+def test_counts_read_as_words():
+    assert claims.counted(3, "task") == "three tasks" and claims.counted(1, "seed") == "one seed"
+    assert claims.counted(216, "model") == "216 models" and claims.counted(2, "half", "halves") == "two halves"
+    assert claims.counted(0, "cell") == "no cells"
+    assert claims.counted_of(1, 3, "task") == "one of three tasks"
+    assert claims.counted_of(7, 10, "comparison") == "7 of 10 comparisons"  # not "seven of 10"
+    assert claims.counted_of(2, 2, "task") == "both tasks" and claims.counted_of(4, 4, "arm") == "all four arms"
+    assert claims.counted_of(0, 2, "reading") == "neither reading" and claims.counted_of(0, 1, "task") == "no task"
+    assert claims.counted_of(0, 3, "task") == "none of the three tasks"
+    assert claims.counted_of(1, 1, "task") == "the one task"
+    for bad in ((-1, "seed"), (True, "seed"), (2.0, "seed")):
+        with pytest.raises(ValueError, match="count must be an int"):
+            claims.counted(*bad)
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        claims.counted_of(4, 3, "task")
+
+
+def test_a_verdict_the_protocol_gave_rests_on_nothing_compared():
+    from whydecoder.verdicts import Rule
+
+    rule = Rule("C01", "a claim", {"min_seeds": 5}, lambda results, p: Verdict("supported", "why", {"n": 1}),
+                seeds=lambda results: len(results["seeds"]))
+    few = {"seeds": [0, 1]}
+    assert claims.protocol_stop(rule, few, rule(few)) == ("nothing compared: two seeds, fewer than the 5 the rule "
+                                                          "asks for")
+    assert claims.protocol_stop(rule, few, rule(few), unit="document").startswith("nothing compared: two documents")
+    nan = {"seeds": [0, 1, 2, 3, 4], "x": float("nan")}
+    assert "not a finite number" in claims.protocol_stop(rule, nan, rule(nan))
+    enough = {"seeds": [0, 1, 2, 3, 4]}
+    assert claims.protocol_stop(rule, enough, rule(enough)) is None  # the rule decided

@@ -5,7 +5,7 @@ from whydecoder.ledger import read_ledger
 
 
 def rows(**verdicts):
-    return [{"id": claim, "claim": f"claim {claim}", "verdict": v, "chapter": "", "evidence": ""}
+    return [{"id": claim, "claim": f"claim {claim}", "verdict": v, "rests_on": "", "chapter": "", "evidence": ""}
             for claim, v in verdicts.items()]
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.config import ModelConfig
 from whydecoder.experiments import ch03_conditional as c
 from whydecoder.model import Transformer
@@ -161,3 +162,31 @@ def test_c01_rule_is_inconclusive_without_any_lead():
             r.update(GLUE=0.0, CNNDM=0.0)
     verdict = c.RULES["C01"](results)
     assert verdict.outcome == "inconclusive" and "no edge" in verdict.reason
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({}, "both tasks learned by the decoder and the prefix-LM, five seeds each; both readings clear of the margin"),
+    ({"addition": (2.2, 0.9)}, "nothing compared: one of two tasks learned by the decoder and the prefix-LM "
+                               "(continuation), five seeds each"),
+    ({"text": (1.63, 1.60), "wobble": 0.08}, "; one of two readings clear of the margin (addition)"),
+    ({"seeds": 3}, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
+])
+def test_c02_evidence_says_what_the_verdict_rests_on(changes, says):
+    from whydecoder.results import settings_dict
+
+    results = _results(**changes) | {"settings": settings_dict(c.SETTINGS["full"])}
+    assert says in one_line(c.c02_evidence(results, c.RULES["C02"](results)).rests_on)
+
+
+def test_c01_evidence_says_what_the_verdict_rests_on():
+    from whydecoder.results import settings_dict
+
+    results = _results() | {"settings": settings_dict(c.SETTINGS["full"])}
+    assert one_line(c.c01_evidence(results, c.RULES["C01"](results)).rests_on) == (
+        "7 of 10 comparisons had a lead and a clear reading (7 of T5's 8, none of our two); all four arms of ours "
+        "past the unigram gate, five seeds each")
+    names = list(c.T5_VARIANTS)
+    slow = _results(variants={names[0]: 3.3, names[1]: 1.58, names[2]: 1.65, names[3]: 1.60, names[4]: 1.60})
+    slow["settings"] = results["settings"]
+    assert c.c01_evidence(slow, c.RULES["C01"](slow)).rests_on == "nothing compared: three of four arms of ours past " \
+                                                                  "the unigram gate"

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import whydecoder as wd
-from conftest import small_config
+from conftest import one_line, small_config
 from whydecoder.accounting import parameter_count
 from whydecoder.experiments.ch06_efficiency import (
     RULES,
@@ -165,3 +165,18 @@ def c13_results(exponent=0.2, noise=0.01, uncached=1.0, gap=0.0, match=True, sta
 ])
 def test_c13_rule_reaches_every_outcome(changes, outcome):
     assert RULES["C13"](c13_results(**changes)).outcome == outcome
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({}, "no training: three random models at equal parameters, three dialogues checked exactly, four contexts timed "
+         "five times each; both halves held"),
+    ({"gap": 1e-2}, "; one of two halves held"),
+    ({"exponent": 1.6, "uncached": 2.0, "growth": (3.0, 1.0, 1.0)}, "; neither half held"),
+    ({"exponent": 1.0, "noise": 0.6, "uncached": 1.05}, "; the timing half unclear, so nothing decided"),
+])
+def test_c13_evidence_says_what_the_verdict_rests_on(changes, says):
+    from whydecoder.experiments.ch06_efficiency import c13_evidence
+    from whydecoder.results import settings_dict
+
+    results = c13_results(**changes) | {"settings": settings_dict(SETTINGS["full"])}
+    assert says in one_line(c13_evidence(results, RULES["C13"](results)).rests_on)

@@ -4,6 +4,7 @@ the rule driven to every outcome."""
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder import finetune, memory
 from whydecoder.experiments import ch07_efficiency_route as er
 
@@ -191,3 +192,19 @@ def test_c21_needs_five_seeds():
     r = results()
     r["lora"] = r["lora"][:3]
     assert er.RULES["C21"](r).outcome == "inconclusive"
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({}, "tiles checked at two lengths (no training); three finetuning methods, five seeds each, all three methods "
+         "past the learning gate; both adapter readings clear"),
+    ({"qlora": 0.38}, "two of three methods past the learning gate; the one adapter reading clear"),
+    ({"lora": 0.05, "qlora": 0.05, "noise": 0.2}, "; neither adapter reading clear"),
+    ({"before": 2.56}, "full finetuning not past the learning gate: the adapters not compared"),
+])
+def test_c21_evidence_says_what_the_verdict_rests_on(kw, says):
+    from whydecoder.results import settings_dict
+
+    r = results(**kw) | {"settings": settings_dict(er.SETTINGS["full"])}
+    for method in er.METHODS:
+        r[method] = [dict(row, step_seconds=1.0) for row in r[method]]
+    assert says in one_line(er.c21_evidence(r, er.RULES["C21"](r)).rests_on)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.experiments.ch05_icl import (
     ICL_ARCHS,
     InContextRegressor,
@@ -193,3 +194,21 @@ def test_c11_rule_reaches_every_outcome(changes, outcome):
     from whydecoder.experiments.ch05_icl import RULES
 
     assert RULES["C11"](c11_results(**changes)).outcome == outcome
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({}, "all three tasks learned by both the decoder and the encoder-decoder, five seeds each; all three readings "
+         "clear of the margin"),
+    ({"shift": (0.06, 0.06), "lookup": (0.3, 0.3)}, "one of three tasks learned by both the decoder and the "
+                                                    "encoder-decoder (regression), five seeds each; its reading clear"),
+    ({"regression": (0.95, 0.95), "shift": (0.10, 0.10), "lookup": (0.3, 0.3)}, "nothing compared: none of the three "
+                                                                                "tasks learned by both"),
+    ({"seeds": 3}, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
+])
+def test_c11_evidence_says_what_the_verdict_rests_on(changes, says):
+    from whydecoder.experiments.ch05_icl import RULES, SETTINGS, c11_evidence
+    from whydecoder.results import settings_dict
+
+    results = c11_results(**changes)
+    results |= {"settings": settings_dict(SETTINGS["full"]), "linear_attention": {"cosine": 0.999}}
+    assert says in one_line(c11_evidence(results, RULES["C11"](results)).rests_on)

@@ -7,12 +7,18 @@ import pytest
 import torch
 
 import whydecoder as wd
+from conftest import one_line
 from whydecoder.accounting import parameter_count
 from whydecoder.experiments.ch04_lowrank import (
     RULES,
     SETTINGS,
     LowRankSettings,
     attention_maps,
+    c03_evidence,
+    c04_evidence,
+    c05_evidence,
+    c06_evidence,
+    c07_evidence,
     flat_at_end,
     head_arms,
     matrix_stats,
@@ -303,3 +309,69 @@ def test_minilm_loader_matches_sentence_transformers(tmp_path):
     ours = torch.nn.functional.normalize(hidden.mean(dim=0), dim=0)
     theirs = torch.tensor(reference.encode(sentence))
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- what each verdict rests on
+def _with_settings(results: dict) -> dict:
+    from whydecoder.results import settings_dict
+
+    return {"settings": settings_dict(SETTINGS["full"])} | results
+
+
+@pytest.mark.parametrize("low_at, trained_low, says", [
+    ((2, 4, 8), True, "four groups with n/d >= 8 (three random head sizes of 5 matrices each, MiniLM's 72 trained "
+                      "heads), no gate: read four low"),
+    ((2,), True, "no gate: read two low, two not low"),
+])
+def test_c03_evidence_says_what_the_verdict_rests_on(low_at, trained_low, says):
+    results = _with_settings({"spectra": spectra_rows(low_at), "trained_long": long_rows(trained_low)})
+    assert says in one_line(c03_evidence(results, RULES["C03"](results)).rests_on)
+
+
+@pytest.mark.parametrize("causal_rel, noise, says", [
+    ({1: 0.3, 4: 0.1}, 0.001, "15 causal matrices checked exactly (float64); two of three head sizes compared (below "
+                              "the matched targets' size), five seeds each: two lower"),
+    ({1: 0.3, 4: 0.3}, 0.001, ": one lower, one equivalent"),
+    ({1: 0.46, 4: 0.26}, 0.05, ": two unclear"),
+])
+def test_c04_evidence_says_what_the_verdict_rests_on(causal_rel, noise, says):
+    fits = fitting_rows(0.0, noise=noise, causal_rel=causal_rel | {32: 0.0}, bidir_rel={1: 0.5, 4: 0.3, 32: 0.0})
+    results = _with_settings({"spectra": spectra_rows((2,)), "fitting": fits})
+    results["settings"]["fit_n"] = 32
+    assert says in one_line(c04_evidence(results, RULES["C04"](results)).rests_on)
+
+
+@pytest.mark.parametrize("trained, seeds, says", [
+    (trained_fit_rows(0.2), 5, "targets past the target gate: random 5 of 5, trained 8 of 8; both kinds fitted by "
+                               "the largest head (the fit gate); both readings clear"),
+    ([dict(r, kl_uniform=0.01) for r in trained_fit_rows(0.2)], 5, "trained 0 of 8; one of two kinds fitted"),
+    ([dict(r, kl=0.5) if r["d_head"] == 32 else r for r in trained_fit_rows(0.2)], 5,
+     "one of two kinds fitted by the largest head (the fit gate); one of two readings clear (random)"),
+    (trained_fit_rows(0.2), 3, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
+])
+def test_c05_evidence_says_what_the_verdict_rests_on(trained, seeds, says):
+    results = _with_settings({"fitting": fitting_rows(0.2, seeds), "fitting_trained": trained})
+    assert says in one_line(c05_evidence(results, RULES["C05"](results)).rests_on)
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({}, "four arms at equal parameters, five seeds each; all 20 models past the unigram gate, all 20 training curves "
+         "flat at the end; all three paired readings clear of the margin"),
+    ({"falling": 0.2}, "nothing compared: all 20 models past the unigram gate, none of the 20 training curves flat"),
+    ({"worst": 2.9}, "nothing compared: none of the 20 models past the unigram gate"),
+])
+def test_c06_evidence_says_what_the_verdict_rests_on(changes, says):
+    results = _with_settings(heads_results(**changes))
+    assert says in one_line(c06_evidence(results, RULES["C06"](results)).rests_on)
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({}, "four variants at the last layer (random: two masks, five seeds; MiniLM), no gate: pure attention collapsed "
+         "in all three cases, skips or MLPs held in all six cases"),
+    ({"mlp": 1e-8}, "skips or MLPs held in four of six cases"),
+    ({"pure": 0.5}, "pure attention collapsed in none of the three cases"),
+])
+def test_c07_evidence_says_what_the_verdict_rests_on(changes, says):
+    results = _with_settings(collapse_results(**changes))
+    results["collapse_trained"]["tokens"] = 128
+    assert says in one_line(c07_evidence(results, RULES["C07"](results)).rests_on)

@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.config import ModelConfig
 from whydecoder.experiments import ch05_nbce as nb
 from whydecoder.model import Transformer
@@ -253,3 +254,19 @@ def test_c17_says_what_an_unclear_cell_could_still_make_it():
     assert verdict.outcome == "inconclusive" and "could still make every cell read or fail" in verdict.reason
 
 
+
+
+@pytest.mark.parametrize("cells, docs, says", [
+    ({"*": READS, "doors x4": SHORT}, None,
+     "all four cells counted (the oracle beat truncation by the margin), at both lengths; 8-24 documents per cell; "
+     "read: three reads, one falls short"),
+    ({"*": CANNOT, "passkey x2": READS}, None, "one of four cells counted (the oracle beat truncation by the margin), "
+                                               "at 2 windows only"),
+    ({"*": CANNOT}, None, "nothing compared: none of the four cells counted"),
+    ({"*": READS}, 4, "nothing compared: four documents, fewer than the 8 the rule asks for"),
+])
+def test_c17_evidence_says_what_the_verdict_rests_on(cells, docs, says):
+    from whydecoder.results import settings_dict
+
+    results = _results(cells, docs) | {"settings": settings_dict(nb.SETTINGS["full"])}
+    assert says in one_line(nb.c17_evidence(results, nb.RULES["C17"](results)).rests_on)

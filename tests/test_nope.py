@@ -4,6 +4,7 @@ and the verdict logic."""
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.config import ModelConfig
 from whydecoder.experiments import ch03_nope as nope
 from whydecoder.model import Transformer
@@ -136,3 +137,17 @@ def test_smoke_run_is_complete_and_deterministic():
     b = nope._one_run("causal, none", 0, nope.SETTINGS["smoke"],
                       {s: nope.corpus_tokens(s) for s in ("train", "val")}, progress=False)
     assert b["val_loss"] == runs[0]["val_loss"] and b["probe_r2"] == runs[0]["probe_r2"]
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"nope_loss": 1.80}, "six models, five seeds each; all four models with positions past the unigram gate; both "
+                          "paired gaps clear of the margin, plus a probe and a shuffle test"),
+    ({"nope_loss": 1.63, "nope_spread": 0.1}, "; one of two paired gaps clear of the margin"),
+    ({"positional_loss": 3.0}, "nothing compared: three of four models with positions past the unigram gate"),
+    ({"seeds": 3}, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
+])
+def test_c08_evidence_says_what_the_verdict_rests_on(changes, says):
+    from whydecoder.results import settings_dict
+
+    results = fake_results(**changes) | {"settings": settings_dict(nope.SETTINGS["full"])}
+    assert says in one_line(nope.c08_evidence(results, nope.RULES["C08"](results)).rests_on)

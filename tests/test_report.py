@@ -13,6 +13,14 @@ def test_the_verdict_box_links_its_claim_to_its_ledger_row_and_escapes_text():
     assert f'href="{LEDGER_FROM_CHAPTER}#claim-C09"' in box
     assert "claim &amp; more" in box and "because &lt;b&gt;" in box and "a &lt;statement&gt;" in box
     assert RULE.fingerprint() in box and "margin 0.05" in box
+    assert "Rests on" not in box  # nothing said, no row
+
+
+def test_the_verdict_box_says_what_the_verdict_rests_on():
+    box = verdict_box("C09", "claim", RULE, Verdict("refuted", "because"), "evidence", "scope",
+                      rests_on="one of three tasks learned by both arms <regression>")
+    assert "Rests on" in box and "one of three tasks learned by both arms &lt;regression&gt;" in box
+    assert box.index("Rests on") < box.index("Evidence")  # between the verdict and the evidence
 
 
 def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
+from conftest import one_line
 from whydecoder import tree
 
 
@@ -168,3 +169,15 @@ def test_figures_draw(df):
     for plot in (tree.plot_shares, tree.plot_params, tree.plot_organizations):
         assert plot(df) is not None
     plt.close("all")
+
+
+def test_c15_evidence_says_what_the_verdict_rests_on(df):
+    results = {"tree": df}
+    rests_on = one_line(tree.c15_claim_evidence(results, tree.c15_verdict(results)).rests_on)
+    assert rests_on.startswith(f"one dataset, counted with no gate: {len(df)} models, 2017 to 2026; ")
+    data = {2019: {"encoder-only": 5, "decoder-only": 5}}
+    data.update({y: {"encoder-only": 8, "decoder-only": 10} for y in range(2021, 2025)})  # encoder-only did not stall
+    synthetic = {"tree": _synthetic(data)}
+    assert tree.c15_claim_evidence(synthetic, tree.c15_verdict(synthetic)).rests_on == (
+        "one dataset, counted with no gate: 82 models, 2019 to 2024; one of two halves held (decoder-only the most "
+        "common in all four years from 2021)")

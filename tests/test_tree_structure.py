@@ -4,6 +4,7 @@ and the rule driven to every outcome."""
 import pandas as pd
 import pytest
 
+from conftest import one_line
 from whydecoder import tree, tree_structure
 
 
@@ -130,3 +131,16 @@ def test_experts_are_marked_where_the_active_count_is_missing(df, raw):
     raw.loc[raw["name"] == "Mixtral 8x7B", "experts"] = "no"
     with pytest.raises(ValueError, match="Mixtral 8x7B: active parameters 12.9 B are given, so experts must be 'yes'"):
         tree.validate_tree(raw)
+
+
+@pytest.mark.parametrize("before, after, kwargs, says", [
+    (0.05, 0.5, {}, "one dataset, frozen by its hash: 20 models before the tree, 20 after, 20 and 20 with training "
+                    "tokens (the rule asks for 10); read: structure changed, data grew"),
+    (0.05, 0.5, {"n": (5, 20)}, "nothing compared: one dataset, frozen by its hash: 5 models before the tree"),
+    (0.05, 0.1, {"sha": "0" * 64}, "nothing counted: the tree's file is not the one the rule froze"),
+])
+def test_c19_evidence_says_what_the_verdict_rests_on(before, after, kwargs, says):
+    results = counts(before, after, **kwargs)
+    for period in ("before", "after"):  # the columns the evidence's text reads beside the rule's
+        results[period] |= {"decoder_branch": 0.7, "plain_decoders": 0.5}
+    assert one_line(tree_structure.c19_evidence(results, tree_structure.C19_RULE(results)).rests_on).startswith(says)

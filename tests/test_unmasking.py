@@ -4,6 +4,7 @@ left-to-right loss of both kinds of model, filling a blank, the word check and t
 import pytest
 import torch
 
+from conftest import one_line
 from whydecoder.config import ModelConfig
 from whydecoder.experiments import ch03_unmasking as u
 from whydecoder.generate import unmask_generate
@@ -163,3 +164,20 @@ def test_smoke_run_is_complete():
     assert len(params) == 1  # equal parameters
     assert all(len(r["samples"]) > 0 for name in u.VARIANTS for r in res[name])
     assert "blank_accuracy_left_only" in res["causal LM"][0]
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"rr_nll": 2.0}, "three models, five seeds each; the causal LM past the unigram gate, both models past the blank "
+                      "gate; decided by three paired readings (generation, rescue, blanks)"),
+    ({"bert_nll": 1.65}, "; decided by one paired reading (generation)"),
+    ({"causal_nll": 3.0}, "nothing compared: the causal LM did not pass the unigram gate"),
+    ({"blank_base": 0.7}, "nothing compared: the causal LM past the unigram gate, neither model past the blank gate"),
+    ({"seeds": 3}, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
+])
+def test_c14_evidence_says_what_the_verdict_rests_on(changes, says):
+    from whydecoder.results import settings_dict
+
+    results = fake_results(**changes) | {"settings": settings_dict(u.SETTINGS["full"])}
+    for name in u.VARIANTS:
+        results[name] = [dict(r, blank_accuracy_left_only=0.4) for r in results[name]]
+    assert says in one_line(u.c14_evidence(results, u.RULES["C14"](results)).rests_on)

@@ -40,17 +40,76 @@ LAST = "C18"
 @dataclasses.dataclass(frozen=True)
 class Evidence:
     """What a claim's verdict rests on, in words: the evidence (numbers with their
-    intervals) and the scope (what was run), and how the ledger joins them.
-    Defined in "The claims ledger"."""
+    intervals), the scope (what was run), how the ledger joins them, and ``rests_on``: how
+    much the verdict rests on, counted (how many tasks, cells, sizes or seeds passed their
+    gates and were compared, out of how many run), so that "refuted on one task" never
+    reads like "refuted". Defined in "The claims ledger"."""
 
     text: str
     scope: str = ""
     joiner: str = " "
+    rests_on: str = ""
+
+    def __post_init__(self):
+        for name in ("text", "scope", "joiner", "rests_on"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Evidence.{name} must be text, got {getattr(self, name)!r}")
+        if "\n" in self.rests_on:
+            raise ValueError(f"Evidence.rests_on must be one line, got {self.rests_on!r}")
 
     @property
     def line(self) -> str:
         """The ledger's evidence column."""
         return self.text + (self.joiner + self.scope if self.scope else "")
+
+
+_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def in_words(n: int) -> str:
+    """A count for a ``rests_on`` line: in words below ten ("no" for zero), else in digits.
+    Defined in "The claims ledger"."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"a count must be an int >= 0, got {n!r}")
+    return _WORDS[n] if n < len(_WORDS) else str(n)
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` things for a ``rests_on`` line, small counts in words: ``counted(3, "task")``
+    is "three tasks", ``counted(1, "seed")`` "one seed", ``counted(216, "model")`` "216
+    models" (``plural``: when adding an "s" is wrong). Defined in "The claims ledger"."""
+    return f"{in_words(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
+def counted_of(k: int, n: int, noun: str, plural: str | None = None) -> str:
+    """``k`` of ``n`` things for a ``rests_on`` line: "two of four cells", "7 of 10
+    comparisons", "both tasks", "all three sizes", "neither task", "none of the three
+    tasks", "no task" (of one). Defined in "The claims ledger"."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
+        raise ValueError(f"expected 0 <= k <= n, got k={k!r}, n={n!r}")
+    many = counted(n, noun, plural)
+    if k == n:
+        return f"the one {noun}" if n == 1 else f"both {many.split(' ', 1)[1]}" if n == 2 else f"all {many}"
+    if k == 0:
+        return f"no {noun}" if n == 1 else f"neither {noun}" if n == 2 else f"none of the {many}"
+    return f"{in_words(k) if n < len(_WORDS) else k} of {many}"  # 7 of 10, not seven of 10
+
+
+def protocol_stop(rule, results: dict, verdict: Verdict, unit: str = "seed") -> str | None:
+    """The ``rests_on`` of a verdict the protocol gave before the rule read anything
+    (:meth:`whydecoder.verdicts.Rule.__call__`: a value that is not a finite number, fewer
+    seeds, or other ``unit`` of replication, than the rule asks for), or ``None`` when the
+    rule itself decided. Defined in "The claims ledger"."""
+    from .verdicts import first_non_finite
+
+    if verdict.outcome != "inconclusive" or verdict.numbers:
+        return None
+    if first_non_finite(results):
+        return "nothing compared: the results hold a value that is not a finite number"
+    need, seeds = rule.parameters.get("min_seeds"), getattr(rule, "seeds", None)
+    if need is not None and seeds is not None and seeds(results) < need:
+        return f"nothing compared: {counted(seeds(results), unit)}, fewer than the {need} the rule asks for"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +235,7 @@ def compute_ledger(claims: dict[str, Claim] | None = None, sources: dict | None 
             raise ValueError(f"{claim_id}: no complete stored results to judge it on; run its full scale first")
         verdict, evidence = claim.decide(results, [rows[c] for c in sorted(rows)])
         rows[claim_id] = {"id": claim_id, "claim": claim.claim, **sources[claim_id], "chapter": claim.chapter,
-                          "verdict": verdict.outcome, "evidence": evidence.line,
+                          "verdict": verdict.outcome, "rests_on": evidence.rests_on, "evidence": evidence.line,
                           "at_scale": relation(verdict.outcome, claim_id)}
     out = [{column: rows[c][column] for column in COLUMNS} for c in sorted(rows)]
     validate_ledger(out)
@@ -233,7 +292,7 @@ def show_verdict(claim_id: str, results: dict, verdict: Verdict | None = None) -
     from .at_scale import at_scale_line
 
     return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope, judged_by=judged,
-                       at_scale=at_scale_line(claim.id, verdict.outcome))
+                       at_scale=at_scale_line(claim.id, verdict.outcome), rests_on=evidence.rests_on)
 
 
 def main(argv=None) -> int:

@@ -54,8 +54,8 @@ def chapter_title(slug: str) -> str | None:
 
 
 #: Column widths of the ledger table (per cent of the text column), so that it fits the page.
-LEDGER_COLUMNS = (("Id", 6), ("Claim", 23), ("Sources · papers", 13), ("Chapter", 12), ("Verdict", 13), ("Evidence", 24),
-                  ("At scale", 9))
+LEDGER_COLUMNS = (("Id", 6), ("Claim", 21), ("Sources · papers", 12), ("Chapter", 11), ("Verdict · rests on", 17),
+                  ("Evidence", 24), ("At scale", 9))
 
 
 def ledger_html(rows: list[dict]) -> str:
@@ -84,11 +84,14 @@ def ledger_html(rows: list[dict]) -> str:
         else:
             chapter = "<em>planned</em>"
         colour = VERDICT_COLOURS[row["verdict"]]
-        verdict = f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">{row["verdict"]}</span>'
+        badge = f"color:white;background:{colour};padding:1px 6px;border-radius:4px;white-space:nowrap"
+        verdict = f'<span style="{badge}">{row["verdict"]}</span>'
+        if row.get("rests_on"):
+            verdict += f'<br><span style="font-size:0.9em;white-space:normal">{html.escape(row["rests_on"])}</span>'
         origin = f'{html.escape(row["sources"])}<br><span style="font-size:0.9em">{html.escape(row["papers"])}</span>'
         cells = [html.escape(row["id"]), html.escape(row["claim"]), origin, chapter, verdict, html.escape(row["evidence"]) or "&mdash;",
                  html.escape(row.get("at_scale", "")) or "&mdash;"]
-        nowrap = (True, False, False, False, True, False, False)
+        nowrap = (True, False, False, False, False, False, False)
         body.append(f'<tr id="claim-{html.escape(row["id"])}">' + "".join(
             f'<td style="vertical-align:top;padding:4px{";white-space:nowrap" if keep else ""}">{c}</td>'
             for c, keep in zip(cells, nowrap)) + "</tr>")
@@ -173,11 +176,13 @@ LEDGER_FROM_CHAPTER = "../../book/claims.html"
 
 
 def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str,
-                ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None, at_scale: str | None = None) -> str:
+                ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None, at_scale: str | None = None,
+                rests_on: str | None = None) -> str:
     """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
     row of the ``ledger``), what was tested (the rule's statement and its fixed parameters;
     ``judged_by``: the fingerprint the results were judged by, when a migration has
-    changed it since), the outcome with why, the evidence with its intervals, and the scope
+    changed it since), the outcome with why, what it rests on (``rests_on``: how many tasks,
+    cells or sizes passed their gates), the evidence with its intervals, and the scope
     of the experiment; ``at_scale``: what the papers at scale found, and how it stands to the
     verdict (:func:`whydecoder.at_scale.at_scale_line`), when a paper at scale addresses the claim.
     Defined in "How to read this book"."""
@@ -197,8 +202,10 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
             ("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
                        f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),
             ("Verdict", f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'
-                        f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}"),
-            ("Evidence", html.escape(evidence)),
+                        f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}")]
+    if rests_on:
+        rows.append(("Rests on", html.escape(rests_on)))
+    rows += [("Evidence", html.escape(evidence)),
             ("Scope", html.escape(scope))]
     rows.append(("At scale", html.escape(at_scale) if at_scale else
                  "<span style='color:#57606a'>no paper at scale tests this claim</span>"))

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .claims import Claim, Evidence
+from .claims import Claim, Evidence, counted_of
 from .palette import ARCHITECTURE_COLOURS, REFERENCE
 from .paths import DATA
 from .verdicts import Verdict
@@ -352,7 +352,18 @@ def c15_claim_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
         f"In {evidence['n_models']} models (2017 to April 2026), decoder-only is the most common branch every year"
         f" since 2021 and {evidence['decoder_share_recent']:.0%} of models from 2023; encoder-only fell from"
         f" {evidence['encoder_share_early']:.0%} (2018-20) to {evidence['encoder_share_recent']:.0%}, its largest"
-        f" {evidence['largest_encoder_b']:g}B vs {evidence['largest_decoder_b']:g}B; counts announcements, not use.")
+        f" {evidence['largest_encoder_b']:g}B vs {evidence['largest_decoder_b']:g}B; counts announcements, not use.",
+        rests_on=_c15_rests_on(results["tree"], evidence))
+
+
+def _c15_rests_on(df: pd.DataFrame, evidence: dict) -> str:
+    """What C15's verdict rests on, counted: one dataset (its models and years; counts,
+    no gate), and how many of the two halves held."""
+    plurality = list(evidence["plurality_by_year"].values())
+    held = int(evidence["mainstream"]) + int(evidence["stalled"])
+    return (f"one dataset, counted with no gate: {evidence['n_models']} models, {df['year'].min()} to "
+            f"{df['year'].max()}; {counted_of(held, 2, 'half', 'halves')} held (decoder-only the most common in "
+            f"{counted_of(plurality.count('decoder-only'), len(plurality), 'year')} from {evidence['since']})")
 
 
 # ---------------------------------------------------------------- figures

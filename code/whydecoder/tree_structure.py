@@ -126,7 +126,21 @@ def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"{b19['median_tokens_t']:g}T -> {a19['median_tokens_t']:g}T.")
     scope = ("A curated dataset of notable releases (announcements, not use), the features as their papers, model "
              "cards or announcements state them; closed models without a published architecture are not counted.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c19_rests_on(results, verdict))
+
+
+def _c19_rests_on(counts: dict, verdict: Verdict) -> str:
+    """What C19's verdict rests on, counted: one dataset, frozen by its hash; the models
+    counted in each period and those that publish their training tokens, against the
+    rule's least number; and how each half read."""
+    if "before" not in verdict.numbers:
+        return "nothing counted: the tree's file is not the one the rule froze"
+    b, a, least = counts["before"], counts["after"], C19_RULE.parameters["min_models"]
+    head = (f"one dataset, frozen by its hash: {b['models']} models before the tree, {a['models']} after, "
+            f"{b['tokens_published']} and {a['tokens_published']} with training tokens (the rule asks for {least})")
+    if "structure" not in verdict.numbers:
+        return f"nothing compared: {head}"
+    return f"{head}; read: structure {verdict.numbers['structure']}, data {verdict.numbers['data']}"
 
 
 def _c19_decide(counts: dict, p: dict) -> Verdict:

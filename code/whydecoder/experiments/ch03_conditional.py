@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..accounting import forward_flops, parameter_count
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, in_words, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -339,11 +339,62 @@ def _conditional_scope(results: dict) -> str:
             f"{settings['batch']} examples, {len(settings['seeds'])} seeds, the same weights, data and steps")
 
 
+def _learned_arms(results: dict, runs: list[dict], key: str, names, baseline: float, rule: Rule) -> list[str]:
+    """Which of ``names`` (arms: the runs' ``key``) beat ``baseline`` by the rule's gate."""
+    return [n for n in names if learned(_mean([r for r in runs if r[key] == n]), baseline, lower_is_better=True,
+                                        by=rule.parameters["gate_nats"])]
+
+
+def _c02_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C02's verdict rests on, counted: the tasks both arms learned (the gate), the
+    seeds, and how many of their readings were clear of the margin."""
+    rule = RULES["C02"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    both = [t for t in TASKS if len(_learned_arms(results, results[t], "arch", ARCHS, results["baseline"][t], rule))
+            == len(ARCHS)]
+    head = (f"{counted_of(len(both), len(TASKS), 'task')} learned by the decoder and the prefix-LM"
+            + (f" ({', '.join(both)})" if 0 < len(both) < len(TASKS) else "")
+            + f", {counted(rule.seeds(results), 'seed')} each")
+    if len(both) < len(TASKS):
+        return f"nothing compared: {head}"
+    clear = [t for t in TASKS if verdict.numbers[t]["reading"] != "unclear"]
+    return (f"{head}; {counted_of(len(clear), len(TASKS), 'reading')} clear of the margin"
+            + (f" ({', '.join(clear)})" if 0 < len(clear) < len(TASKS) else ""))
+
+
 def c02_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C02's evidence and scope in words: per task, the paired gap decoder minus prefix-LM
     (:func:`task_gap`). Defined in the chapter "Encoder vs decoder at equal parameters"."""
     text = "; ".join(f"{t}: decoder − prefix-LM {task_gap(results, t)} nats/byte" for t in TASKS) + "."
-    return Evidence(text, _conditional_scope(results))
+    return Evidence(text, _conditional_scope(results), rests_on=_c02_rests_on(results, verdict))
+
+
+def _c01_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C01's verdict rests on, counted: our arms past the gate, and how many
+    comparisons (T5's Table 2, ours) had a lead to explain and so voted."""
+    rule = RULES["C01"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    names = list(T5_VARIANTS)
+    ours = (names[0], names[1], names[3], names[4])
+    passed = _learned_arms(results, results["t5_variants"], "variant", ours, results["baseline"]["continuation"], rule)
+    gate = f"{counted_of(len(passed), len(ours), 'arm')} of ours past the unigram gate"
+    if len(passed) < len(ours):
+        return f"nothing compared: {gate}"
+    readings = {name: v["reading"] for name, v in verdict.numbers.items()}
+    t5 = [r for name, r in readings.items() if name.startswith("T5 ")]
+    mine = [r for name, r in readings.items() if not name.startswith("T5 ")]
+
+    def votes(found):
+        return sum(r in ("parameters", "not parameters") for r in found)
+
+    return (f"{counted_of(votes(t5) + votes(mine), len(readings), 'comparison')} had a lead and a clear reading "
+            f"({votes(t5)} of T5's {len(t5)}, {in_words(votes(mine)) if votes(mine) else 'none'} of our "
+            f"{in_words(len(mine))}); {gate}, "
+            f"{counted(rule.seeds(results), 'seed')} each")
 
 
 def c01_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -354,7 +405,7 @@ def c01_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     text = (f"Sharing the weights (2P -> P, same FLOPs) loses most of the lead in {votes.count('parameters')} of "
             f"{len(votes)} comparisons with a lead (T5 Table 2: 2 objectives x GLUE, CNNDM x LM, prefix LM; ours: "
             "continuation, vs decoder and prefix-LM).")
-    return Evidence(text, _conditional_scope(results))
+    return Evidence(text, _conditional_scope(results), rests_on=_c01_rests_on(results, verdict))
 
 
 RULES = {

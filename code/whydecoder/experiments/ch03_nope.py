@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -318,6 +318,26 @@ def _interval_text(d: dict, unit: str = " nats/byte") -> str:
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{unit}"
 
 
+def _c08_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C08's learned half rests on, counted: the models and seeds, the models with
+    positions past the unigram gate, and the readings the rule then took."""
+    rule = RULES["C08"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    positional = [v for v in VARIANTS if not v.endswith("none")]
+    unigram = results["baseline"]["nats_per_byte"]
+    passed = [v for v in positional if learned(sum(per_seed(results, v, _loss).values()) / len(results[v]), unigram,
+                                               lower_is_better=True, by=rule.parameters["gate_nats"])]
+    run = f"{counted(len(VARIANTS), 'model')}, {counted(rule.seeds(results), 'seed')} each"
+    gate = f"{counted_of(len(passed), len(positional), 'model')} with positions past the unigram gate"
+    if len(passed) < len(positional):
+        return f"nothing compared: {gate}; {run}"
+    n = verdict.numbers
+    clear = sum(n[k] != "unclear" for k in ("masked_reading", "causal_reading"))
+    return f"{run}; {gate}; {counted_of(clear, 2, 'paired gap')} clear of the margin, plus a probe and a shuffle test"
+
+
 def c08_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C08's evidence and scope in words: the exact half (chapter 1) and the learned half's
     paired gaps, probe and shuffle rise (the verdict's numbers; its reason when the rule
@@ -334,7 +354,7 @@ def c08_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
         text = verdict.reason
     scope = (f"width {ns['d_model']}, {ns['n_layers']} layers, {ns['steps']} steps of {ns['batch']} x {ns['length']} "
              f"bytes, {len(ns['seeds'])} seeds, the book's byte corpus")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c08_rests_on(results, verdict))
 
 
 RULES = {"C08": Rule(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..generate import generate, unmask_generate
@@ -302,6 +302,28 @@ def _c14_decide(results: dict, p: dict) -> Verdict:
                    numbers)
 
 
+def _c14_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C14's verdict rests on, counted: the models and seeds, its two gates, and the
+    paired readings (generation, rescue, blanks) the rule took before it decided."""
+    rule = RULES["C14"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    p, base, (causal, bert, _) = rule.parameters, results["baseline"], VARIANTS
+    run = f"{counted(len(VARIANTS), 'model')}, {counted(rule.seeds(results), 'seed')} each"
+    if not learned(mean_of(results, causal, "nll"), base["nll"], lower_is_better=True, by=p["gate_nats"]):
+        return f"nothing compared: the causal LM did not pass the unigram gate; {run}"
+    blanks = [m for m in (causal, bert) if learned(mean_of(results, m, "blank_accuracy"), base["blank"],
+                                                   lower_is_better=False, by=p["gate_accuracy"])]
+    gates = f"the causal LM past the unigram gate, {counted_of(len(blanks), 2, 'model')} past the blank gate"
+    if not blanks:
+        return f"nothing compared: {gates}; {run}"
+    n = verdict.numbers
+    taken = ["generation"] + (["rescue"] if n["generation"] == "higher" else [])
+    taken += ["blanks"] if n["generation"] == n["rescue"] == "higher" else []
+    return f"{run}; {gates}; decided by {counted(len(taken), 'paired reading')} ({', '.join(taken)})"
+
+
 def c14_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C14's evidence and scope in words: each model's left-to-right loss, real words and
     blanks filled (means over seeds), and with more than one seed the paired intervals.
@@ -326,7 +348,7 @@ def c14_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
                  f"causal {pairs['rescue']}, blanks {pairs['blanks']}.")
     scope = (f"equal parameters; width {gs['d_model']}, {gs['n_layers']} layers, {gs['steps']} steps of {gs['batch']} "
              f"x {gs['length']} bytes, {len(gs['seeds'])} seeds, the book's byte corpus")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c14_rests_on(results, verdict))
 
 
 RULES = {"C14": Rule(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -393,7 +393,13 @@ def c09_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             "the answer format alone. CD:FLM minus each other cell, nats per byte: "
             + "; ".join(f"{c} {_interval_text(n09[c]['gap'])} ({n09[c]['reading']})" for c in others if c in n09)
             + ".")
-    return Evidence(text, _zeroshot_scope(results))
+    others = [c for c in CELLS if c != "CD:FLM"]
+    past = [c for c in others if learned(_mean(results, c, "pretrained"), n09["baseline"], lower_is_better=True,
+                                         by=RULES["C09"].parameters["gate_nats"])]
+    rests = (f"CD:FLM {'past' if 'readings' in n09 else 'short of'} the format gate; the other cells compared without "
+             f"a gate of their own ({counted_of(len(past), len(others), 'cell')} past it); "
+             f"{counted(_seeds(results), 'seed')} each")
+    return Evidence(text, _zeroshot_scope(results), rests_on=rests)
 
 
 def c10_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -405,7 +411,9 @@ def c10_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
                       f"{_interval_text(n10[c]['finetune_minus_control'])} ({n10[c]['gain']}), minus CD:FLM "
                       f"{_interval_text(n10[c]['minus_CD:FLM'])} ({n10[c]['flip']})" for c in ("ED:PLM", "ED:MLM"))
             + f". Passed the gate (baseline {n10['baseline']:.3f}): {', '.join(n10['passing']) or 'neither'}.")
-    return Evidence(text, _zeroshot_scope(results))
+    rests = (f"{counted_of(len(n10['passing']), 2, 'encoder-decoder')} past the format gate after the finetune; "
+             f"CD:FLM not gated after its own; {counted(_seeds(results), 'seed')} each")
+    return Evidence(text, _zeroshot_scope(results), rests_on=rests)
 
 
 RULES = {

@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_mlp_width, matched_width, parameter_count
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, in_words, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -764,6 +764,27 @@ def causal_fit(results: dict) -> dict:
     return {"smallest": sizes[0], "largest": sizes[-1], "kl_smallest": sum(kls) / len(kls), "gap": gap}
 
 
+def _c03_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C03's verdict rests on, counted: the groups of matrices with n/d at least the
+    rule's (random head sizes, the trained heads), how many matrices each, and how each
+    group read. No gate: the matrices are computed, not trained."""
+    rule = RULES["C03"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    if "readings" not in verdict.numbers:
+        return f"nothing read: {verdict.reason}"
+    ratio = rule.parameters["n_over_d"]
+    regime = [r for r in results["spectra"] if r["mask"] == "bidirectional" and r["n"] / r["d"] >= ratio]
+    sizes = sorted({r["d"] for r in regime})
+    per_size = sorted({sum(r["d"] == d for r in regime) for d in sizes})
+    trained = sum(r["n"] / r["d"] >= ratio for r in results["trained_long"])
+    readings = list(verdict.numbers["readings"].values())
+    said = ", ".join(f"{in_words(readings.count(k))} {k}" for k in ("low", "not low", "mixed") if k in readings)
+    return (f"{counted(len(readings), 'group')} with n/d >= {ratio} ({counted(len(sizes), 'random head size')} of "
+            f"{'-'.join(map(str, per_size))} matrices each, MiniLM's {trained} trained heads), no gate: read {said}")
+
+
 def c03_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C03's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The low-rank argument, tested"."""
@@ -776,7 +797,24 @@ def c03_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     scope = (f"random: n = {settings['n']}, {len(settings['seeds'])} seeds of Gaussian Q, K, head sizes "
              f"{settings['head_sizes']}, logit scales {settings['scales']}; trained: all-MiniLM-L6-v2's 72 heads (size "
              f"32) on {settings['long_n']} tokens of held-out text (its longest input).")
-    return Evidence(text, scope, joiner=" Scope: ")
+    return Evidence(text, scope, joiner=" Scope: ", rests_on=_c03_rests_on(results, verdict))
+
+
+def _c04_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C04's verdict rests on, counted: the causal matrices checked exactly, and the
+    head sizes compared (those below the matched targets' size) with how each read."""
+    rule = RULES["C04"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    causal = sum(r["mask"] == "causal" for r in results["spectra"])
+    fitted = sorted({r["d_head"] for r in results["fitting"]})
+    readings = [str(r) for r in verdict.numbers.get("readings", {}).values()]
+    said = ", ".join(f"{in_words(readings.count(k))} {k}" for k in dict.fromkeys(readings))
+    compared = counted_of(len(readings), len(fitted), "head size")
+    return (f"{causal} causal matrices checked exactly (float64); {compared} compared (below the matched targets' "
+            f"size), {counted(rule.seeds(results), 'seed')} each"
+            + (f": {said}" if said else ""))
 
 
 def c04_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -798,7 +836,26 @@ def c04_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
              f"{settings['fit_heads']}, {settings['fit_steps']} Adam steps, {len(settings['seeds'])} seeds, paired; a "
              f"causal head has {fit_n} query and key rows to the matched bidirectional head's "
              f"{matched_bidirectional_size(fit_n)}.")
-    return Evidence(text, scope, joiner=" Scope: ")
+    return Evidence(text, scope, joiner=" Scope: ", rests_on=_c04_rests_on(results, verdict))
+
+
+def _c05_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C05's verdict rests on, counted: per kind of target, how many passed the
+    target gate (a pattern to fit), whether the largest head passed the fit gate, and how
+    many of the two readings were clear."""
+    stop = protocol_stop(RULES["C05"], results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    kinds = {"random": ([r for r in results["fitting"] if r["mask"] == "causal"], "seed"),
+             "trained": (results["fitting_trained"], "target")}
+    passed = ", ".join(f"{kind} {n[f'{kind}_info']['targets']} of {len({r[unit] for r in rows})}"
+                       for kind, (rows, unit) in kinds.items())
+    fitted = [k for k in kinds if n[k] not in ("no targets", "not fitted")]
+    clear = [k for k in kinds if n[k] in ("bottleneck", "none")]
+    return (f"targets past the target gate: {passed}; {counted_of(len(fitted), len(kinds), 'kind')} fitted by the "
+            f"largest head (the fit gate); {counted_of(len(clear), len(kinds), 'reading')} clear"
+            + (f" ({clear[0]})" if len(clear) == 1 else ""))
 
 
 def c05_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -818,7 +875,7 @@ def c05_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"{part(numbers['trained_info'])} on the patterns of a trained causal LM.")
     scope = (f"fits of {fit_n}x{fit_n} causal targets: random ({len(settings['seeds'])} seeds) and the first "
              f"{fit_n} positions of each head of our trained 2-layer causal LM.")
-    return Evidence(text, scope, joiner=" Scope: ")
+    return Evidence(text, scope, joiner=" Scope: ", rests_on=_c05_rests_on(results, verdict))
 
 
 def head_comparison(results: dict) -> dict:
@@ -837,6 +894,30 @@ def head_comparison(results: dict) -> dict:
                      for way, arm in fixed.items()}}
 
 
+def _c06_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C06's verdict rests on, counted: the arms and seeds, the models past the
+    unigram gate, the training curves that had flattened, and the readings compared."""
+    rule = RULES["C06"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    rows, p = results["heads"], rule.parameters
+    arms, seeds = counted(len({r["arm"] for r in rows}), "arm"), counted(rule.seeds(results), "seed")
+    if "worst_loss" not in verdict.numbers:
+        return f"nothing compared: the {arms} are not at equal parameters; {seeds} each"
+    run = f"{arms} at equal parameters, {seeds} each"
+    unigram = results["baseline"]["nats_per_byte"]
+    passed = sum(learned(r["val_loss"], unigram, lower_is_better=True, by=p["gate_nats"]) for r in rows)
+    flat = sum(flat_at_end(r["curve"]) <= p["still_falling"] for r in rows)
+    gates = (f"{counted_of(passed, len(rows), 'model')} past the unigram gate, "
+             f"{counted_of(flat, len(rows), 'training curve')} flat at the end")
+    if "cost_reading" not in verdict.numbers:
+        return f"nothing compared: {gates}; {run}"
+    readings = [verdict.numbers["cost_reading"], *verdict.numbers["help_reading"].values()]
+    clear = sum(r != "unclear" for r in readings)
+    return f"{run}; {gates}; {counted_of(clear, len(readings), 'paired reading')} clear of the margin"
+
+
 def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C06's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The low-rank argument, tested"."""
@@ -848,7 +929,28 @@ def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"last tenth: {n06['still_falling']:.1%} (the rule allows {RULES['C06'].parameters['still_falling']:.0%}).")
     scope = (f"causal LMs of width {settings['lm_width']}, {settings['lm_layers']} layers, {settings['lm_steps']} steps "
              f"of {settings['lm_batch']} x {settings['lm_seq']} bytes, {len(settings['seeds'])} seeds.")
-    return Evidence(text, scope, joiner=" Scope: ")
+    return Evidence(text, scope, joiner=" Scope: ", rests_on=_c06_rests_on(results, verdict))
+
+
+def _c07_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C07's verdict rests on, counted: the last-layer readings (random stacks by
+    mask, the trained layers), how many of pure attention's collapsed and how many of the
+    interventions' held. No gate: the random stacks are computed, MiniLM's are trained."""
+    rule = RULES["C07"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n, p = verdict.numbers, rule.parameters
+    pure = [x for k, x in n["random"].items() if k.startswith("attention /")] + [n["trained"]["attention"]]
+    collapsed = sum(x < p["collapsed"] for x in pure)
+    masks = {k.split(" / ")[1] for k in n["random"]}
+    head = (f"{counted(len(n['trained']), 'variant')} at the last layer (random: {counted(len(masks), 'mask')}, "
+            f"{counted(rule.seeds(results), 'seed')}; MiniLM), no gate: pure attention collapsed in "
+            f"{counted_of(collapsed, len(pure), 'case')}")
+    if "not_holding" not in n:
+        return head
+    tried = 2 * (len(masks) + 1)  # skips and MLPs, each under every mask and in the trained layers
+    return head + f", skips or MLPs held in {counted_of(tried - len(n['not_holding']), tried, 'case')}"
 
 
 def c07_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -864,7 +966,7 @@ def c07_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             + "; ".join(f"{v} from {low:.1e} to {high:.1e}" for v, (low, high) in spread.items()) + ".")
     scope = (f"random stacks of depth {settings['collapse_depth']} (n = 32, d = 64), {len(settings['seeds'])} seeds; "
              f"the 6 trained layers of all-MiniLM-L6-v2 on {results['collapse_trained']['tokens']} tokens.")
-    return Evidence(text, scope, joiner=" Scope: ")
+    return Evidence(text, scope, joiner=" Scope: ", rests_on=_c07_rests_on(results, verdict))
 
 
 _HERE = "04_low_rank"

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, matched_encoder_decoder, parameter_count
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -583,6 +583,30 @@ RULES = {"C11": Rule(
     _c11_decide, seeds=_c11_seeds)}
 
 
+def _c11_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C11's verdict rests on, counted: the tasks both the decoder and the
+    encoder-decoder learned (the gate), the seeds, and how many of those tasks' readings
+    were clear of the margin."""
+    rule = RULES["C11"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    if "readings" not in n:
+        return "nothing compared: the decoder and the encoder-decoder are not at equal parameters"
+    tasks = [t for t, v in n.items() if isinstance(v, dict) and "learned_by" in v]
+    both = list(n["readings"])
+    head = (f"{counted_of(len(both), len(tasks), 'task')} learned by both the decoder and the encoder-decoder"
+            + (f" ({', '.join(both)})" if 0 < len(both) < len(tasks) else "")
+            + f", {counted(rule.seeds(results), 'seed')} each")
+    if not both:
+        return f"nothing compared: {head}"
+    clear = sum(r != "unclear" for r in n["readings"].values())
+    if len(both) == 1:
+        return f"{head}; its reading {'clear of the margin' if clear else 'unclear'}"
+    return f"{head}; {counted_of(clear, len(both), 'reading')} clear of the margin"
+
+
 def c11_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C11's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "In-context learning"."""
@@ -604,7 +628,7 @@ def c11_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
              f"{settings['n_layers'] // 2} + {settings['n_layers'] // 2}), {settings['steps']} steps on regression "
              f"(d = {settings['dim']}, k <= {settings['max_points']}) and {settings['few_shot_steps']} on each discrete "
              f"task, {len(settings['seeds'])} seeds; parameters within {n11['parameters_apart']:.1%}.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c11_rests_on(results, verdict))
 
 
 CLAIMS = (Claim("C11", "Decoder-only is better at in-context learning because the prompt acts directly on every "

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted_of, in_words, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -425,6 +425,27 @@ RULES = {"C17": Rule(
     _c17_decide, _c17_docs)}
 
 
+def _c17_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C17's verdict rests on, counted: the cells (task x length) that passed the
+    oracle gate and so count, the lengths they cover, the documents per cell, and how the
+    counted cells read."""
+    stop = protocol_stop(RULES["C17"], results, verdict, unit="document")
+    if stop:
+        return stop
+    cells = verdict.numbers["cells"]
+    kept = [name for name, c in cells.items() if c != "not counted"]
+    lengths = sorted({int(name.split(" x")[1]) for name in kept})
+    docs = sorted({len(results[name]["docs"]) for name in cells})
+    at = ("" if not kept else ", at both lengths" if len(lengths) == len(FACTORS)
+          else f", at {' and '.join(map(str, lengths))} windows only")
+    head = (f"{counted_of(len(kept), len(cells), 'cell')} counted (the oracle beat truncation by the margin){at}; "
+            f"{'-'.join(map(str, docs))} documents per cell")
+    if not kept:
+        return f"nothing compared: {head}"
+    readings = [cells[name] for name in kept]
+    return head + "; read: " + ", ".join(f"{in_words(readings.count(r))} {r}" for r in dict.fromkeys(readings))
+
+
 def c17_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C17's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "In-context learning"."""
@@ -454,7 +475,7 @@ def c17_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     scope = (f"One trained decoder of 135M parameters, its native window; synthetic retrieval (a pass key in filler, "
              f"{settings['passkey_docs']} documents per length; {settings['facts_per_chunk']} door keys per window in "
              f"varied text, {settings['docs']} documents per length); exact-match answers.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c17_rests_on(results, verdict))
 
 
 CLAIMS = (Claim("C17", "Naive-Bayes context extension (NBCE) lets an LM read contexts longer than its training "

@@ -34,7 +34,7 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -452,6 +452,27 @@ RULES = {"C13": Rule(
     _c13_decide)}
 
 
+def _c13_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C13's verdict rests on, counted: no training (random models at equal
+    parameters), the dialogues checked exactly, the contexts and repeats timed, and how
+    many of the two halves held."""
+    rule = RULES["C13"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    steps, n = results["decode_steps"], verdict.numbers
+    if "reuse_holds" not in n:  # a gate failed: the models' parameters, or the number of timings
+        return f"nothing compared: {verdict.reason}"
+    repeats = min(len(r[k]) for r in steps for k in ("timings_cached", "timings_uncached"))
+    run = (f"no training: {counted(len(results['dialogue']), 'random model')} at equal parameters, "
+           f"{counted(len(results['reuse']), 'dialogue')} checked exactly, {counted(len(steps), 'context')} timed "
+           f"{counted(repeats, 'time')} each")
+    if n["linear_holds"] is None:
+        return f"{run}; the timing half unclear, so nothing decided"
+    held = sum(bool(n[k]) for k in ("reuse_holds", "linear_holds"))
+    return f"{run}; {counted_of(held, 2, 'half', 'halves')} held"
+
+
 def c13_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C13's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "Efficiency: the KV cache"."""
@@ -472,7 +493,7 @@ def c13_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     if shown["lengths"][-1] < 6 * shown["d_model"]:
         scope += (f" Every context is below the {6 * shown['d_model']:,} tokens (6d) past which the attention term "
                   "would outweigh a step's fixed cost, so the measured exponents mostly describe that fixed cost.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c13_rests_on(results, verdict))
 
 
 CLAIMS = (Claim("C13", "Decoder-only reuses the KV cache (also across dialogue turns); per-token decode cost is O(T)",

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE, parameter_count
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..experts import aux_loss
@@ -364,6 +364,28 @@ RULES = {"C20": Rule(
     _c20_decide, seeds=_c20_seeds)}
 
 
+def _c20_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C20's verdict rests on, counted: the variants and seeds at equal budgets, the
+    dense decoder's gates (its loss; its recall, which decides whether recall is judged),
+    and how many of the two parts (capacity, long context) read clearly."""
+    rule = RULES["C20"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    run = f"{counted(len(VARIANTS), 'variant')}, {counted(rule.seeds(results), 'seed')} each"
+    if "mean_loss" not in n:
+        return f"nothing compared: the variants are not at equal budgets; {run}"
+    if "capacity" not in n:
+        return f"nothing compared: the dense decoder did not pass the unigram gate; {run}, at equal budgets"
+    gates = ("the dense decoder passed its loss and recall gates" if n["recall_judged"] else
+             "the dense decoder passed its loss gate, not its recall gate (recall not judged)")
+    parts = {"experts' loss": n["capacity"], "retention": n["context"]}
+    clear = [f"{k} {v}" for k, v in parts.items() if v != "unclear"]
+    return (f"{run}, at equal budgets; {gates}; {counted_of(len(clear), len(parts), 'part')} clear"
+            + (f": {', '.join(clear)}" if clear else ""))
+
+
 def c20_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C20's evidence and scope in words, from the results the verdict was decided on (at
     smoke scale, where the gate stops the comparison, the evidence is the reason alone).
@@ -386,7 +408,7 @@ def c20_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
              f"{sa['batch']} rows of {sa['length']} bytes of CPython's documentation with one planted fact each; equal "
              f"parameters within {max(n20['apart'].values()):.2%}; decode timed at width {sa['time_d_model']} up to "
              f"{max(sa['time_contexts'])} tokens, one thread.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c20_rests_on(results, verdict))
 
 
 CLAIMS = (Claim("C20", "The architecture route (RWKV, Mamba, RetNet, Mixtral-style mixture of experts) buys long "

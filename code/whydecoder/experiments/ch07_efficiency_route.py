@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .. import finetune, memory
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer, sequence_loss
@@ -451,6 +451,26 @@ RULES = {"C21": Rule(
     _c21_decide, seeds=_c21_seeds)}
 
 
+def _c21_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C21's verdict rests on, counted: the lengths attention in tiles was checked
+    at (no training), the finetuning methods past the learning gate, the seeds, and how
+    many of the adapter readings were clear."""
+    rule = RULES["C21"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    tiles = f"tiles checked at {counted(len(results['attention']), 'length')} (no training)"
+    run = f"{counted(len(METHODS), 'finetuning method')}, {counted(rule.seeds(results), 'seed')} each"
+    if "readings" not in n:
+        return f"{tiles}; {run}, full finetuning not past the learning gate: the adapters not compared"
+    gated = ["full", *n["readings"]]
+    statuses = [r["status"] for r in n["readings"].values()]
+    clear = sum(x != "unclear" for x in statuses)
+    return (f"{tiles}; {run}, {counted_of(len(gated), len(METHODS), 'method')} past the learning gate; "
+            + (f"{counted_of(clear, len(statuses), 'adapter reading')} clear" if statuses else "no adapter compared"))
+
+
 def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C21's evidence and scope in words, from the results the verdict was decided on.
     Defined in the chapter "The routes after the plain decoder"."""
@@ -468,7 +488,7 @@ def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
              f"{se['lengths'][-1]}, one CPU thread. Finetuning: SmolLM2-135M, {se['steps']} steps of {se['batch']} x "
              f"{se['seq_len']} tokens of CPython's documentation, rank-8 adapters on the seven linear layers of every "
              "block, peak resident memory on CPU.")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c21_rests_on(results, verdict))
 
 
 CLAIMS = (Claim("C21", "The efficiency route (FlashAttention, LoRA, QLoRA) makes training and inference much cheaper "

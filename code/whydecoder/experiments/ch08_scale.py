@@ -41,7 +41,7 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
-from ..claims import Claim, Evidence, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..head_to_head import (  # noqa: F401 (the chapter's names)
@@ -590,6 +590,35 @@ def _scope(results: dict) -> str:
             f"{settings['steps']} steps, {len(settings['seeds'])} seeds per size.")
 
 
+def _short(arch: str) -> str:
+    """An architecture's label without its gloss ("masked LM", not "masked LM (encoder)")."""
+    return LABELS[arch].split(" (")[0]
+
+
+def _sweep_run(results: dict, archs, rule: Rule, named: bool = False) -> str:
+    """The part of the sweep a verdict reads, counted: sizes, architectures (``named``:
+    with their names), seeds."""
+    names = f" ({', '.join(_short(a) for a in archs)})" if named else ""
+    return (f"{counted(len(_sizes(results)), 'size')} x {counted(len(archs), 'architecture')}{names}, "
+            f"{counted(rule.seeds(results), 'seed')} each")
+
+
+def _c16_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C16's verdict rests on, counted: the sweep, the gate on the smallest decoder,
+    and how many architectures' predictions of the largest size read clearly."""
+    rule = RULES["C16"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    run = _sweep_run(results, ARCHS, rule)
+    if "readings" not in verdict.numbers:
+        return f"nothing compared: the smallest decoder did not pass the unigram gate; {run}"
+    readings = verdict.numbers["readings"]
+    clear = sum(r != "unclear" for r in readings.values())
+    return (f"{run}; the smallest decoder past the unigram gate; "
+            f"{counted_of(clear, len(readings), 'prediction')} of the largest size clear")
+
+
 def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     """C16's evidence (the fits, described, and the gate) and scope in words. Defined in
     the chapter "Scale"."""
@@ -602,7 +631,29 @@ def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     text = (f"{verdict.reason}. Described, not judged: power law fitted to all sizes but the largest, predicted "
             f"minus measured at the largest (nats/byte, bootstrap 95%): {described}. Smallest decoder "
             f"{decoder:.3f} against the baseline {results['baseline']['nats_per_byte']:.3f}.")
-    return Evidence(text, _scope(results))
+    return Evidence(text, _scope(results), rests_on=_c16_rests_on(results, verdict))
+
+
+def _c12_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C12's verdict rests on, counted: the sweep of the two architectures it
+    compares, the gate at the smallest size, and how many of the three slopes read
+    clearly."""
+    rule = RULES["C12"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    run = _sweep_run(results, ("decoder", "encoder"), rule)
+    if "learned" not in n:
+        return f"nothing compared: the architectures are not at equal parameters; {run}"
+    passed = [_short(a) for a, ok in n["learned"].items() if ok]
+    if len(passed) < len(n["learned"]):
+        who = f"only the {passed[0]}" if passed else "neither the decoder nor the masked LM"
+        return f"nothing compared: at the smallest size {who} passed the unigram gate; {run}"
+    clear = sum(r != "unclear" for r in n["readings"].values())
+    return (f"{_sweep_run(results, ('decoder', 'encoder'), rule, named=True)}; both past the unigram gate at the "
+            "smallest size; "
+            f"{counted_of(clear, len(n['readings']), 'slope')} clear of the margin")
 
 
 def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -616,7 +667,33 @@ def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"log10 parameters (95% t over {len(results['settings']['seeds'])} seeds): {described}. Own-objective "
             f"loss at the smallest size: decoder {own['decoder']:.3f}, masked LM {own['encoder']:.3f}, baseline "
             f"{results['baseline']['nats_per_byte']:.3f}.")
-    return Evidence(text, _scope(results))
+    return Evidence(text, _scope(results), rests_on=_c12_rests_on(results, verdict))
+
+
+def _c18_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C18's head-to-head rests on, counted: the sweep, the architectures past the
+    unigram gate at the largest size, and, when every one passed, the rivals compared in
+    each setting and how many settings were decided."""
+    rule = RULES["C18"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    run = _sweep_run(results, ARCHS, rule)
+    if "head_to_head" not in n:
+        why = ("the architectures are not at equal parameters" if "baseline" not in n
+               else "the largest decoder did not pass the unigram gate")
+        return f"nothing compared: {why}; {run}"
+    failed = n["failed_gate"]
+    gate = (f"{counted_of(len(ARCHS) - len(failed), len(ARCHS), 'architecture')} past the unigram gate at the largest "
+            "size")
+    if failed:
+        return f"nothing compared: {gate} (not the {', '.join(_short(a) for a in failed)}); {run}"
+    h, at = n["head_to_head"], n["settings"]
+    rivals = {s: sum(c is not None for c in h[s].values()) for s in ("parameters", "flops")}
+    decided = sum(v in ("best", "beaten") for v in at.values())
+    return (f"{run}; {gate}; rivals compared: {rivals['parameters']} at equal parameters, {rivals['flops']} at equal "
+            f"FLOPs; {counted_of(decided, len(at), 'setting')} decided")
 
 
 def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -631,7 +708,7 @@ def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     n = sizes_n(results).values()
     scope = (f"Byte-level models of {min(n):,} to {max(n):,} non-embedding parameters trained on CPython's "
              "documentation, each on its own objective; held-out next-byte loss only (no downstream tasks).")
-    return Evidence(text, scope)
+    return Evidence(text, scope, rests_on=_c18_rests_on(results, verdict))
 
 
 _LOAD = stored_results(sys.modules[__name__])
