@@ -183,8 +183,8 @@ def test_c01_evidence_says_what_the_verdict_rests_on():
 
     results = _results() | {"settings": settings_dict(c.SETTINGS["full"])}
     assert one_line(c.c01_evidence(results, c.RULES["C01"](results)).rests_on) == (
-        "7 of 10 comparisons had a lead and a clear reading (7 of T5's 8, none of our two); all four arms of ours "
-        "past the unigram gate, five seeds each")
+        "7 of 10 comparisons had a lead to explain and voted: seven of T5's eight (published single scores, no "
+        "seeds), none of our two (no lead; all four arms of ours past the unigram gate, five seeds each)")
     names = list(c.T5_VARIANTS)
     slow = _results(variants={names[0]: 3.3, names[1]: 1.58, names[2]: 1.65, names[3]: 1.60, names[4]: 1.60})
     slow["settings"] = results["settings"]

@@ -168,8 +168,8 @@ def test_c13_rule_reaches_every_outcome(changes, outcome):
 
 
 @pytest.mark.parametrize("changes, says", [
-    ({}, "no training: three random models at equal parameters, three dialogues checked exactly, four contexts timed "
-         "five times each; both halves held"),
+    ({}, "no training: three random models at equal parameters, three dialogues checked exactly, four contexts "
+         "(64 to 512 tokens) timed five times each; both halves held"),
     ({"gap": 1e-2}, "; one of two halves held"),
     ({"exponent": 1.6, "uncached": 2.0, "growth": (3.0, 1.0, 1.0)}, "; neither half held"),
     ({"exponent": 1.0, "noise": 0.6, "uncached": 1.05}, "; the timing half unclear, so nothing decided"),

@@ -391,10 +391,10 @@ def _c01_rests_on(results: dict, verdict: Verdict) -> str:
     def votes(found):
         return sum(r in ("parameters", "not parameters") for r in found)
 
-    return (f"{counted_of(votes(t5) + votes(mine), len(readings), 'comparison')} had a lead and a clear reading "
-            f"({votes(t5)} of T5's {len(t5)}, {in_words(votes(mine)) if votes(mine) else 'none'} of our "
-            f"{in_words(len(mine))}); {gate}, "
-            f"{counted(rule.seeds(results), 'seed')} each")
+    return (f"{counted_of(votes(t5) + votes(mine), len(readings), 'comparison')} had a lead to explain and voted: "
+            f"{in_words(votes(t5))} of T5's {in_words(len(t5))} (published single scores, no seeds), "
+            f"{in_words(votes(mine)) if votes(mine) else 'none'} of our {in_words(len(mine))} (no lead; {gate}, "
+            f"{counted(rule.seeds(results), 'seed')} each)")
 
 
 def c01_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

@@ -912,7 +912,10 @@ def _c06_rests_on(results: dict, verdict: Verdict) -> str:
     gates = (f"{counted_of(passed, len(rows), 'model')} past the unigram gate, "
              f"{counted_of(flat, len(rows), 'training curve')} flat at the end")
     if "cost_reading" not in verdict.numbers:
-        return f"nothing compared: {gates}; {run}"
+        unigram = f"{counted_of(passed, len(rows), 'model')} past the unigram gate"
+        falling = f"{counted_of(len(rows) - flat, len(rows), 'training curve')} still falling at the end"
+        first, then = (unigram, falling) if passed < len(rows) else (falling + " (read only when flat)", unigram)
+        return f"nothing compared: {first}; {then}; {run}"
     readings = [verdict.numbers["cost_reading"], *verdict.numbers["help_reading"].values()]
     clear = sum(r != "unclear" for r in readings)
     return f"{run}; {gates}; {counted_of(clear, len(readings), 'paired reading')} clear of the margin"
@@ -949,8 +952,10 @@ def _c07_rests_on(results: dict, verdict: Verdict) -> str:
             f"{counted_of(collapsed, len(pure), 'case')}")
     if "not_holding" not in n:
         return head
-    tried = 2 * (len(masks) + 1)  # skips and MLPs, each under every mask and in the trained layers
-    return head + f", skips or MLPs held in {counted_of(tried - len(n['not_holding']), tried, 'case')}"
+    cases = len(masks) + 1  # every mask, and the trained layers
+    held = {kind: cases - sum(x.startswith(f"attention+{kind} ") for x in n["not_holding"]) for kind in ("skip", "mlp")}
+    return head + (f"; skips held in {counted_of(held['skip'], cases, 'case')}, MLPs in "
+                   f"{counted_of(held['mlp'], cases, 'case')}")
 
 
 def c07_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

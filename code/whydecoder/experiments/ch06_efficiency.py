@@ -465,7 +465,8 @@ def _c13_rests_on(results: dict, verdict: Verdict) -> str:
         return f"nothing compared: {verdict.reason}"
     repeats = min(len(r[k]) for r in steps for k in ("timings_cached", "timings_uncached"))
     run = (f"no training: {counted(len(results['dialogue']), 'random model')} at equal parameters, "
-           f"{counted(len(results['reuse']), 'dialogue')} checked exactly, {counted(len(steps), 'context')} timed "
+           f"{counted(len(results['reuse']), 'dialogue')} checked exactly, {counted(len(steps), 'context')} "
+           f"({min(r['context'] for r in steps)} to {max(r['context'] for r in steps)} tokens) timed "
            f"{counted(repeats, 'time')} each")
     if n["linear_holds"] is None:
         return f"{run}; the timing half unclear, so nothing decided"
