@@ -906,19 +906,18 @@ def _c06_rests_on(results: dict, verdict: Verdict) -> str:
     if "worst_loss" not in verdict.numbers:
         return f"nothing compared: the {arms} are not at equal parameters; {seeds} each"
     run = f"{arms} at equal parameters, {seeds} each"
-    unigram = results["baseline"]["nats_per_byte"]
-    passed = sum(learned(r["val_loss"], unigram, lower_is_better=True, by=p["gate_nats"]) for r in rows)
+    baseline = results["baseline"]["nats_per_byte"]
+    passed = sum(learned(r["val_loss"], baseline, lower_is_better=True, by=p["gate_nats"]) for r in rows)
     flat = sum(flat_at_end(r["curve"]) <= p["still_falling"] for r in rows)
-    gates = (f"{counted_of(passed, len(rows), 'model')} past the unigram gate, "
-             f"{counted_of(flat, len(rows), 'training curve')} flat at the end")
-    if "cost_reading" not in verdict.numbers:
-        unigram = f"{counted_of(passed, len(rows), 'model')} past the unigram gate"
+    past = f"{counted_of(passed, len(rows), 'model')} past the unigram gate"
+    if "cost_reading" not in verdict.numbers:  # lead with the gate that stopped the rule
         falling = f"{counted_of(len(rows) - flat, len(rows), 'training curve')} still falling at the end"
-        first, then = (unigram, falling) if passed < len(rows) else (falling + " (read only when flat)", unigram)
+        first, then = (past, falling) if passed < len(rows) else (falling + " (read only when flat)", past)
         return f"nothing compared: {first}; {then}; {run}"
     readings = [verdict.numbers["cost_reading"], *verdict.numbers["help_reading"].values()]
     clear = sum(r != "unclear" for r in readings)
-    return f"{run}; {gates}; {counted_of(clear, len(readings), 'paired reading')} clear of the margin"
+    return (f"{run}; {past}, {counted_of(flat, len(rows), 'training curve')} flat at the end; "
+            f"{counted_of(clear, len(readings), 'paired reading')} clear of the margin")
 
 
 def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

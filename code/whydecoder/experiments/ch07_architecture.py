@@ -382,7 +382,9 @@ def _c20_rests_on(results: dict, verdict: Verdict) -> str:
              "the dense decoder passed its loss gate, not its recall gate (recall not judged)")
     parts = {"experts' loss": n["capacity"], "retention": n["context"]}
     clear = [f"{k} {v}" for k, v in parts.items() if v != "unclear"]
-    failed = (f"; retention never learned recall ({n['retention_recall_near']:.2f}): its reading rests on loss" if n["recall_judged"] and n["retention_recall_near"] < CHANCE + rule.parameters["recall_gate"] else "")
+    no_recall = n["recall_judged"] and n["retention_recall_near"] < CHANCE + rule.parameters["recall_gate"]
+    failed = (f"; retention never learned recall ({n['retention_recall_near']:.2f}): its reading rests on loss"
+              if no_recall else "")
     return (f"{run}, at equal budgets; {gates}; {counted_of(len(clear), len(parts), 'part')} clear"
             + (f": {', '.join(clear)}" if clear else "") + failed)
 
