@@ -216,7 +216,25 @@ def test_palette_and_plots_refuse_bad_input():
         plots.plot_pattern(ax, np.ones((3, 3)), split=9)
     with pytest.raises(ValueError, match="non-empty dict"):
         plots.pattern_grid({})
+    for depth in (0, 1.5, True):
+        with pytest.raises(ValueError, match="n_layers must be an int >= 1"):
+            plots.wiring_diagram(depth)
     matplotlib.pyplot.close("all")
+
+
+def test_wiring_diagram_draws_each_architecture_with_its_mask():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = plots.wiring_diagram(3)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["decoder", "prefix-LM", "encoder-decoder", "encoder"]
+    texts = ["".join(t.get_text() for t in ax.texts) for ax in panels]
+    assert all("× 3 blocks" in t for t in texts) and "the masked tokens" in texts[3]
+    masks = [[im.get_array() for inset in ax.child_axes for im in inset.images] for ax in panels]
+    assert [len(m) for m in masks] == [1, 1, 2, 1]  # two stacks only for the encoder-decoder
+    assert np.array_equal(masks[0][0], np.tril(np.ones((5, 5)))) and masks[3][0].all()
+    matplotlib.pyplot.close(fig)
 
 
 # ---------------------------------------------------------------- text and rank

@@ -47,16 +47,23 @@ def test_unknown_paper_and_ambiguous_value():
         value(published("haviv2022_nope"), "x", "y")
 
 
-def test_the_page_table_keeps_the_numbers_and_drops_the_notes():
+def test_the_page_table_is_wide_by_table_and_keeps_every_number():
     from whydecoder.papers import published, published_table
 
     frame = published("jiang2024_mixtral")
-    shown = published_table(frame).data
-    assert list(shown.columns) == ["paper", "where", "row", "quantity", "value", "unit"]
-    assert list(shown["value"]) == list(frame["value"]) and len(shown) == len(frame)
-    assert not shown["paper"].str.contains(",| ").any()  # author and year, kept on one line
-    assert not shown["unit"].str.contains(r"\(|; ").any()
-    assert published_table(frame, notes=True).data["unit"].tolist() == frame["unit"].tolist()
+    shown = published_table(frame)
+    assert [caption for caption, _ in shown.tables] == ["Jiang et al. 2024 · Abstract, p.\u00a01",
+                                                         "Jiang et al. 2024 · Table 2, p.\u00a04 (accuracy %)"]
+    table2 = shown.tables[1][1].data.set_index("row")
+    assert list(table2.columns) == ["MMLU", "GSM8K", "MBPP", "HellaS"] and list(table2.index) == ["LLaMA 2 70B",
+                                                                                                 "Mixtral 8x7B"]
+    assert table2.loc["Mixtral 8x7B", "GSM8K"] == "74.4"  # one unit for the table: said once, in the caption
+    cells = [v for _, t in shown.tables for v in t.data.iloc[:, 1:].to_numpy().ravel() if isinstance(v, str)]
+    assert len(cells) == len(frame)  # every number, once
+    abstract = shown.tables[0][1].data.set_index("quantity")  # one row of two quantities: read down
+    assert abstract.loc["total parameters", "Mixtral 8x7B"] == "47 billion parameters each token has access to"
+    assert "'47B" not in abstract.to_string()  # the transcriber's notes are left out ...
+    assert "own evaluation pipeline of the paper" in published_table(frame, notes=True).to_html()  # ... unless asked
 
 
 def test_the_page_table_takes_several_papers_at_once():

@@ -101,11 +101,29 @@ def _short_unit(unit: str) -> str:
     return unit.strip()
 
 
-def published_table(frame, notes: bool = False):
-    """Published numbers (rows of :func:`published`, possibly of several papers) as a
-    table for the page: the paper by author and year, where in it (table or section and
-    page), the row, the quantity, the value and its unit, without the transcriber's notes
-    unless ``notes``. Defined in "How to read this book"."""
+class PublishedTables:
+    """Several small tables shown one after another on a page, each with its caption (what
+    :func:`published_table` returns). ``tables`` holds ``(caption, Styler)`` pairs.
+    Defined in "How to read this book"."""
+
+    def __init__(self, tables: list):
+        self.tables = tables
+
+    def to_html(self) -> str:
+        return "\n".join(style.set_caption(caption).to_html() for caption, style in self.tables)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def published_table(frame, notes: bool = False) -> PublishedTables:
+    """Published numbers (rows of :func:`published`, possibly of several papers) as the
+    page shows them: one wide table per table (or section) of each paper, a row per row
+    of the paper's table and a column per quantity, its unit in the header when all its
+    numbers share one (else beside each number; a table of one row is turned to read
+    down, a quantity per row, each number with its unit), captioned with the paper by author and
+    year and where in it (table or section, and page). Without the transcriber's notes
+    in the units unless ``notes``. Defined in "How to read this book"."""
     import pandas as pd
 
     from .report import readable_table
@@ -113,20 +131,29 @@ def published_table(frame, notes: bool = False):
     missing = [c for c in COLUMNS if c not in getattr(frame, "columns", ())]
     if missing:
         raise ValueError(f"frame must hold the columns of published(), {COLUMNS}; it lacks {missing}")
-
-    def where(row):
-        page = "" if pd.isna(row["page"]) else str(row["page"]).strip()
-        return f"{row['table']}, p.\u00a0{page}" if page else row["table"]
-
-    frame = frame.reset_index(drop=True)  # rows of several papers, concatenated
-    shown = pd.DataFrame({
-        "paper": frame["paper"].str.split(",").str[0].str.replace(" ", "\u00a0"),  # one line: "Jiang et al. 2024"
-        "where": frame.apply(where, axis=1),
-        "row": frame["row"],
-        "quantity": frame["column"],
-        "value": frame["value"],
-        "unit": frame["unit"] if notes else frame["unit"].map(_short_unit),
-    })
-    table = readable_table(shown, formats={"value": "{:,.6g}"}, index=False)
-    # a row may be a formula with no space to break at, e.g. "L(C_min) = (C_c^min/C_min)^alpha_C^min"
-    return table.set_properties(subset=["row", "quantity"], **{"overflow-wrap": "anywhere"})
+    frame = frame.reset_index(drop=True).assign(
+        page=lambda f: f["page"].map(lambda p: "" if pd.isna(p) else str(p).strip()),
+        unit=lambda f: f["unit"] if notes else f["unit"].map(_short_unit))
+    tables = []
+    for (paper, where, page), group in frame.groupby(["paper", "table", "page"], sort=False):
+        caption = f"{paper.split(',')[0]} · {where}" + (f", p.\u00a0{page}" if page else "")
+        rows, columns = list(dict.fromkeys(group["row"])), list(dict.fromkeys(group["column"]))
+        units = group.groupby("column", sort=False)["unit"].agg(lambda u: u.iloc[0] if u.nunique() == 1 else None)
+        if group["unit"].nunique() == 1:  # one unit for the whole table: said once, in the caption
+            caption += f" ({group['unit'].iloc[0]})"
+            units[:] = ""
+        wide = pd.DataFrame(index=pd.Index(rows, name="row"), columns=columns, dtype=object)
+        for _, r in group.iterrows():
+            number = f"{r['value']:,.6g}"
+            wide.loc[r["row"], r["column"]] = number if units[r["column"]] is not None else f"{number} {r['unit']}"
+        if len(rows) == 1 and len(columns) > 1:  # one row of many quantities: read down, not across
+            wide = pd.DataFrame({rows[0]: [
+                cell if units[c] is None or not units[c] else f"{cell} {units[c]}"
+                for c, cell in wide.loc[rows[0]].items()]}, index=pd.Index(columns, name="quantity"))
+            names, first = {}, "quantity"
+        else:
+            names, first = {c: f"{c} ({units[c]})" if units[c] else c for c in columns}, "row"
+        table = readable_table(wide, names=names)
+        # a row may be a formula with no space to break at, e.g. "L(C_min) = (C_c^min/C_min)^alpha_C^min"
+        tables.append((caption, table.set_properties(subset=[first], **{"overflow-wrap": "anywhere"})))
+    return PublishedTables(tables)
