@@ -20,7 +20,9 @@ def test_the_verdict_box_says_what_the_verdict_rests_on():
     box = verdict_box("C09", "claim", RULE, Verdict("refuted", "because"), "evidence", "scope",
                       rests_on="one of three tasks learned by both arms <regression>")
     assert "Rests on" in box and "one of three tasks learned by both arms &lt;regression&gt;" in box
-    assert box.index("Rests on") < box.index("Evidence")  # between the verdict and the evidence
+    assert box.index("Verdict") < box.index("Rests on") < box.index("At scale") < box.index("<details")
+    # said once: the rule, the evidence and the scope fold away below the verdict
+    assert box.index("<details") < box.index("Tested") < box.index("Evidence") < box.index("Scope")
 
 
 def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():
@@ -52,3 +54,16 @@ def test_tables_and_notes_show_angle_brackets_as_text():
     assert "&lt;bos&gt; a a" in html and "<bos>" not in html
     note = setting_note("width 64 & <mask> tokens")._repr_html_()
     assert note == '<p class="book-note">width 64 &amp; &lt;mask&gt; tokens</p>'
+
+
+def test_the_ledger_reads_at_a_glance_and_folds_its_evidence():
+    from whydecoder.report import ledger_html
+
+    row = {"id": "C09", "claim": "a claim", "sources": "000", "papers": "Wang et al. 2022",
+           "chapter": "03_encoder_vs_decoder", "verdict": "nuanced", "rests_on": "one of four cells",
+           "evidence": "loss 1.0 <2.0>", "at_scale": "mixed"}
+    table = ledger_html([row])
+    assert table.count("<th style") == 4 and 'id="claim-C09"' in table
+    assert table.index("nuanced") < table.index("one of four cells") < table.index("<details")
+    assert table.index("<details") < table.index("loss 1.0 &lt;2.0&gt;") < table.index("mixed")
+    assert "Wang et al. 2022" in table and "Encoder vs decoder" in table

@@ -14,7 +14,9 @@ downloads nothing here), saves a full-page screenshot of each for review, and re
 - a console error or an uncaught script error from the book's own pages;
 - a request that leaves the site's folder (the book must read offline);
 - an internal link, or its ``#anchor``, that does not resolve;
-- a figure, image or table wider than the page's text column.
+- a figure, image or table wider than the page's text column;
+- a table header that breaks a word across lines ("Throughp / ut"; a break at a hyphen or
+  a slash is fine).
 
 It exits 1 when it finds a problem, and 2 when Chromium or Playwright is missing, saying
 how to install them. ``make check-site`` runs it after ``make book``; so does CI.
@@ -166,7 +168,22 @@ async (wideSelector) => {
                 (el.id ? ` (#${el.id})` : "") + `: ${(el.getAttribute("alt") || el.textContent || "").trim().slice(0, 60)}`);
     }
   }
+  // a header word split over two lines: its characters sit on more than one line box
+  const brokenWords = [];
+  for (const th of article.querySelectorAll("table th")) {
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/[^\\s\\-\\u2010\\u2013\\u2014\\/]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (lines.size > 1) brokenWords.push(`${m[0]} (in "${th.textContent.trim().slice(0, 40)}")`);
+      }
+    }
+  }
   return {
+    brokenWords: brokenWords,
     mathErrors: Array.from(document.querySelectorAll("mjx-merror")).map(
       e => e.getAttribute("data-mjx-error") || e.textContent),
     brokenImages: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute("src")),
@@ -244,6 +261,7 @@ def check_site(root: str | Path, screenshots: str | Path | None = None, pages: l
                           for src, alt in seen["images"] if poor_alt_text(src, alt)]
                 found += [Problem(rel, "figure without a caption", src) for src in seen["uncaptioned"]]
                 found += [Problem(rel, "wider than the text column", w) for w in seen["wide"]]
+                found += [Problem(rel, "header word broken across lines", w) for w in seen["brokenWords"]]
                 for href in sorted(set(seen["links"])):
                     why = resolve_link(root, path, href)
                     if why:

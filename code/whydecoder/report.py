@@ -54,14 +54,15 @@ def chapter_title(slug: str) -> str | None:
 
 
 #: Column widths of the ledger table (per cent of the text column), so that it fits the page.
-LEDGER_COLUMNS = (("Id", 6), ("Claim", 21), ("Sources · papers", 12), ("Chapter", 11), ("Verdict · rests on", 17),
-                  ("Evidence", 24), ("At scale", 9))
+LEDGER_COLUMNS = (("Id", 7), ("Claim", 38), ("Verdict · rests on", 37), ("Chapter", 18))
 
 
 def ledger_html(rows: list[dict]) -> str:
-    """The ledger as an HTML table that fits the text column: verdicts coloured, chapters
-    linked by title, how the papers at scale stand to each verdict, each row an anchor
-    ``claim-C01`` that other pages link to.
+    """The ledger as an HTML table a reader scans: each claim (its sources and papers in
+    small type), its verdict coloured with what it rests on, its chapter linked by title;
+    the evidence and how the papers at scale stand to the verdict fold away under the
+    verdict (a ``<details>`` the reader opens). Each row is an anchor ``claim-C01`` that
+    other pages link to.
 
     Defined in "The claims ledger".
     """
@@ -88,10 +89,14 @@ def ledger_html(rows: list[dict]) -> str:
         verdict = f'<span style="{badge}">{row["verdict"]}</span>'
         if row.get("rests_on"):
             verdict += f'<br><span style="font-size:0.9em;white-space:normal">{html.escape(row["rests_on"])}</span>'
-        origin = f'{html.escape(row["sources"])}<br><span style="font-size:0.9em">{html.escape(row["papers"])}</span>'
-        cells = [html.escape(row["id"]), html.escape(row["claim"]), origin, chapter, verdict, html.escape(row["evidence"]) or "&mdash;",
-                 html.escape(row.get("at_scale", "")) or "&mdash;"]
-        nowrap = (True, False, False, False, False, False, False)
+        folded = (f'<details><summary style="cursor:pointer;color:#57606a;font-size:0.9em">evidence, at scale'
+                  f'</summary><p style="margin:0.3em 0">{html.escape(row["evidence"]) or "&mdash;"}</p>'
+                  f'<p style="margin:0.3em 0"><b>At scale:</b> {html.escape(row.get("at_scale", "")) or "&mdash;"}'
+                  f"</p></details>")
+        origin = (f'<br><span style="font-size:0.85em;color:#57606a">{html.escape(row["sources"])}'
+                  f' · {html.escape(row["papers"])}</span>')
+        cells = [html.escape(row["id"]), html.escape(row["claim"]) + origin, verdict + folded, chapter]
+        nowrap = (True, False, False, False)
         body.append(f'<tr id="claim-{html.escape(row["id"])}">' + "".join(
             f'<td style="vertical-align:top;padding:4px{";white-space:nowrap" if keep else ""}">{c}</td>'
             for c, keep in zip(cells, nowrap)) + "</tr>")
@@ -179,12 +184,13 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
                 ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None, at_scale: str | None = None,
                 rests_on: str | None = None) -> str:
     """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
-    row of the ``ledger``), what was tested (the rule's statement and its fixed parameters;
+    row of the ``ledger``), the outcome with why, what it rests on (``rests_on``: how many
+    tasks, cells or sizes passed their gates) and ``at_scale``: what the papers at scale
+    found, and how it stands to the verdict (:func:`whydecoder.at_scale.at_scale_line`),
+    when a paper at scale addresses the claim. Folded below them (a ``<details>`` the
+    reader opens): what was tested (the rule's statement and its fixed parameters;
     ``judged_by``: the fingerprint the results were judged by, when a migration has
-    changed it since), the outcome with why, what it rests on (``rests_on``: how many tasks,
-    cells or sizes passed their gates), the evidence with its intervals, and the scope
-    of the experiment; ``at_scale``: what the papers at scale found, and how it stands to the
-    verdict (:func:`whydecoder.at_scale.at_scale_line`), when a paper at scale addresses the claim.
+    changed it since), the evidence with its intervals, and the scope of the experiment.
     Defined in "How to read this book"."""
     if getattr(verdict, "outcome", None) not in VERDICT_COLOURS or not hasattr(verdict, "reason"):
         raise ValueError(f"verdict must be a Verdict (an outcome in {tuple(VERDICT_COLOURS)} and a reason), "
@@ -199,18 +205,24 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
     params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.parameters.items())
     link = f'<a href="{html.escape(ledger)}#claim-{html.escape(claim_id)}"><b>{html.escape(claim_id)}</b></a>'
     rows = [("Claim", f"{link}: {html.escape(claim)}"),
-            ("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
-                       f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),
             ("Verdict", f'<span style="color:white;background:{colour};padding:1px 6px;border-radius:4px">'
                         f"{html.escape(verdict.outcome)}</span> {html.escape(verdict.reason)}")]
     if rests_on:
         rows.append(("Rests on", html.escape(rests_on)))
-    rows += [("Evidence", html.escape(evidence)),
-            ("Scope", html.escape(scope))]
     rows.append(("At scale", html.escape(at_scale) if at_scale else
                  "<span style='color:#57606a'>no paper at scale tests this claim</span>"))
-    body = "".join(f'<tr><th style="padding:4px 8px;vertical-align:top;width:6.5em">{k}</th>'
-                   f'<td style="padding:4px 8px">{v}</td></tr>' for k, v in rows)
+    folded = [("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
+                         f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),
+              ("Evidence", html.escape(evidence)),
+              ("Scope", html.escape(scope))]
+
+    def table(pairs):
+        body = "".join(f'<tr><th style="padding:4px 8px;vertical-align:top;width:6.5em">{k}</th>'
+                       f'<td style="padding:4px 8px">{v}</td></tr>' for k, v in pairs)
+        return (f'<table class="book-table" style="width:100%;table-layout:fixed;overflow-wrap:break-word">'
+                f"{body}</table>")
+
+    # the verdict is said once, with what it rests on; the numbers and the rule fold away
     return (f'<div class="verdict-box" style="border-left:4px solid {colour};padding:4px 0;margin:1em 0">'
-            f'<table class="book-table" style="width:100%;table-layout:fixed;overflow-wrap:break-word">'
-            f"{body}</table></div>")
+            f"{table(rows)}<details style='padding:0 8px'><summary style='cursor:pointer;color:#57606a'>"
+            f"The evidence, its scope and the rule</summary>{table(folded)}</details></div>")
