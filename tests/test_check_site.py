@@ -38,7 +38,8 @@ def _page(body: str, width: int = 600) -> str:
 GOOD = ('<p class="math">\\(f(x) = (x + c) \\bmod 16\\)</p>'
         '<figure><img src="dot.png" alt="A single dot" width="10"><figcaption>Fig. 1 A dot.</figcaption></figure>'
         '<a href="good.html#top">self</a> <a href="index.html">home</a> <a href="https://example.org/">out</a>'
-        '<table><tr><th style="width:40px">left-to-right loss</th><td>1</td><td>2</td></tr></table>')
+        '<table><tr><th style="width:40px">left-to-right loss</th><td>1</td><td>2</td></tr></table>'
+        '<div class="cell_output"><pre style="width:300px">short output</pre></div>')
 BAD = {
     # the bug this check was built for: a JSON "\bmod" became a backspace followed by "mod"
     "math.html": ('<p class="math">\\(f(x) = (x + c) \bmod 16\\)</p>', "MathJax error"),
@@ -55,6 +56,8 @@ BAD = {
     "link.html": ('<a href="nowhere.html">gone</a>', "broken link"),
     "anchor.html": ('<a href="good.html#no-such-anchor">gone</a>', "broken link"),
     "wide.html": ('<table><tr><td style="min-width:900px">wide</td></tr></table>', "wider than the text column"),
+    "output.html": ('<div class="cell_output"><pre style="width:300px;overflow:auto">' + "x" * 200 + "</pre></div>",
+                    "output line wider than its box"),
     "header.html": ('<table><tr><th style="width:40px;overflow-wrap:anywhere">Throughput</th><td>1</td></tr></table>',
                     "header word broken across lines"),
 }

@@ -32,14 +32,15 @@ def test_notebook_source_has_no_control_characters(path):
 
 #: What a digit in a markdown cell may belong to without having been computed: glue, math,
 #: code, citations and links; claim ids, years, source ids; list numbers; names that carry
-#: digits (GPT-2, T5, float32, 1.3B, 4-digit); table, figure and section numbers; and the
-#: confidence level of every interval in the book.
+#: digits (GPT-2, T5, float32, 1.3B, 4-digit); table, figure and section numbers; the
+#: options of a directive (``:width: 100%``); and the confidence level of every interval.
 PROSE_ALLOWED = [
     r"\{glue:[a-z]+\}`[^`]*`", r"\{cite:[a-z]+\}`[^`]*`", r"\{(doc|numref|ref)\}`[^`]*`",
     r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"``[^`]*``", r"`[^`\n]*`", r"\]\([^)]*\)",
     r"\bC\d\d\b", r"\b(19|20)\d\d\b", r"\b00\d\b",
     r"(?m)^\s*\d+\.\s", r"\b[A-Za-z]+\w*-?\d[\w.]*", r"\b\d[\d.]*[A-Za-z]+\b", r"\b\d+-[a-z]+",
     r"\b(Tables?|Figure|Section|page|Llama)\s+\d[\d.]*(\s+and\s+\d+)?", r"\b95%",
+    r"(?m)^:(width|height|scale):\s*\S+$",
 ]
 
 
@@ -57,6 +58,7 @@ def test_stray_digits_finds_typed_numbers_and_spares_the_allowed():
     assert stray_digits("with 800 steps") == ["with 800 steps"]
     assert not stray_digits("{glue:text}`c08_gap:.2f` in C08 (2022), $n = 64$, GPT-2, Table 2, 95% interval")
     assert not stray_digits("1. first\n2. second, `x = 3`, {cite:t}`haviv2022nope`, 1.3B, 4-digit")
+    assert not stray_digits(":width: 100%") and stray_digits("a width of 100% here")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -15,6 +15,7 @@ downloads nothing here), saves a full-page screenshot of each for review, and re
 - a request that leaves the site's folder (the book must read offline);
 - an internal link, or its ``#anchor``, that does not resolve;
 - a figure, image or table wider than the page's text column;
+- a line of a cell's printed output wider than its box (it would scroll sideways);
 - a table header that breaks a word across lines ("Throughp / ut"; a break at a hyphen or
   a slash is fine).
 
@@ -182,7 +183,12 @@ async (wideSelector) => {
       }
     }
   }
+  // printed output (not code, which may scroll) whose longest line overflows its box
+  const wideOutput = Array.from(article.querySelectorAll(".cell_output pre")).filter(
+    e => e.scrollWidth > e.clientWidth + 2).map(
+    e => `${e.scrollWidth} px in a ${e.clientWidth} px box: ${e.textContent.trim().slice(0, 60)}`);
   return {
+    wideOutput: wideOutput,
     brokenWords: brokenWords,
     mathErrors: Array.from(document.querySelectorAll("mjx-merror")).map(
       e => e.getAttribute("data-mjx-error") || e.textContent),
@@ -262,6 +268,7 @@ def check_site(root: str | Path, screenshots: str | Path | None = None, pages: l
                 found += [Problem(rel, "figure without a caption", src) for src in seen["uncaptioned"]]
                 found += [Problem(rel, "wider than the text column", w) for w in seen["wide"]]
                 found += [Problem(rel, "header word broken across lines", w) for w in seen["brokenWords"]]
+                found += [Problem(rel, "output line wider than its box", w) for w in seen["wideOutput"]]
                 for href in sorted(set(seen["links"])):
                     why = resolve_link(root, path, href)
                     if why:

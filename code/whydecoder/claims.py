@@ -47,7 +47,7 @@ class Evidence:
 
     text: str
     scope: str = ""
-    joiner: str = " "
+    joiner: str = " Scope: "
     rests_on: str = ""
 
     def __post_init__(self):

@@ -120,7 +120,8 @@ def published_table(frame, notes: bool = False) -> PublishedTables:
     """Published numbers (rows of :func:`published`, possibly of several papers) as the
     page shows them: one wide table per table (or section) of each paper, a row per row
     of the paper's table and a column per quantity, its unit in the header when all its
-    numbers share one (else beside each number; a table of one row is turned to read
+    numbers share one and the header does not name one already (else beside each number;
+    a table of one row is turned to read
     down, a quantity per row, each number with its unit), captioned with the paper by author and
     year and where in it (table or section, and page). Without the transcriber's notes
     in the units unless ``notes``. Defined in "How to read this book"."""
@@ -142,6 +143,9 @@ def published_table(frame, notes: bool = False) -> PublishedTables:
         if group["unit"].nunique() == 1:  # one unit for the whole table: said once, in the caption
             caption += f" ({group['unit'].iloc[0]})"
             units[:] = ""
+        for column in columns:  # a header that names its own unit, "Acc. (%)", needs no other
+            if "(" in column and units[column] is not None:
+                units[column] = ""
         wide = pd.DataFrame(index=pd.Index(rows, name="row"), columns=columns, dtype=object)
         for _, r in group.iterrows():
             number = f"{r['value']:,.6g}"

@@ -158,9 +158,10 @@ def wiring_diagram(n_layers: int = 2):
             _stack(ax, 0.05, 0.6, 1.3, 2.6, colour, f"encoder\n{blocks}", visibility("encoder", p).float(),
                    "bidirectional")
             _stack(ax, 1.65, 0.6, 1.3, 2.6, colour, f"decoder\n{blocks}", visibility("decoder", n - p).float(),
-                   "causal + cross")
+                   "causal")
             arrow(ax, (0.7, 3.22), (1.63, 2.2), colour, connectionstyle="arc3,rad=-0.3")
-            ax.text(0.7, 3.5, "last layer → every\ndecoder block", ha="center", fontsize=9, color=colour)
+            ax.text(0.75, 3.45, "cross-attention:\nlast layer → every\ndecoder block", ha="center", fontsize=9,
+                    color=colour)
             arrow(ax, (2.3, 3.22), (2.3, 3.72), colour)
             ax.text(2.3, 3.85, WIRING_OUTPUTS[arch], ha="center", va="bottom", fontsize=10)
             continue

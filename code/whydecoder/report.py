@@ -89,7 +89,7 @@ def ledger_html(rows: list[dict]) -> str:
         verdict = f'<span style="{badge}">{row["verdict"]}</span>'
         if row.get("rests_on"):
             verdict += f'<br><span style="font-size:0.9em;white-space:normal">{html.escape(row["rests_on"])}</span>'
-        folded = (f'<details><summary style="cursor:pointer;color:#57606a;font-size:0.9em">evidence, at scale'
+        folded = (f'<details><summary style="cursor:pointer;color:#57606a;font-size:0.9em">evidence · papers at scale'
                   f'</summary><p style="margin:0.3em 0">{html.escape(row["evidence"]) or "&mdash;"}</p>'
                   f'<p style="margin:0.3em 0"><b>At scale:</b> {html.escape(row.get("at_scale", "")) or "&mdash;"}'
                   f"</p></details>")
