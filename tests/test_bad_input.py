@@ -192,7 +192,7 @@ def test_report_helpers_refuse_bad_input():
     assert report.large_number(np.int64(12345678)) == "12.3 million"
     with pytest.raises(TypeError, match="chapter is named by its folder"):
         report.chapter_page(3)
-    row = dict(zip(ledger.COLUMNS, ["C01", "c", "s", "p", "", "maybe", "", "", ""], strict=True))
+    row = dict(zip(ledger.COLUMNS, ["C01", "c", "s", "p", "", "maybe", "", "", "", ""], strict=True))
     with pytest.raises(ValueError, match="verdict 'maybe'"):
         report.ledger_html([row])
     with pytest.raises(ValueError, match="lacks"):

@@ -41,8 +41,8 @@ def test_the_ledger_is_computed_from_stored_results_with_the_question_last():
     rows = claims.compute_ledger(fake, sources)
     assert [r["id"] for r in rows] == ["C01", "C02", "C18"]
     assert tuple(rows[0]) == COLUMNS
-    assert rows[0]["verdict"] == "refuted" and rows[0]["evidence"] == "fine (0 before) scope"
-    assert rows[2]["evidence"] == "fine (2 before) scope"  # the question weighs every other row
+    assert rows[0]["verdict"] == "refuted" and rows[0]["evidence"] == "fine (0 before) Scope: scope"
+    assert rows[2]["evidence"] == "fine (2 before) Scope: scope"  # the question weighs every other row
     with pytest.raises(ValueError, match="C02: no complete stored results"):
         claims.compute_ledger(dict(fake, C02=_fake("C02", stored=False)), sources)
     with pytest.raises(ValueError, match=r"\['C03'\] are declared in the package or in"):

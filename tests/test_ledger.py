@@ -46,7 +46,7 @@ def test_the_writer_renders_the_committed_ledger_byte_for_byte():
 
 
 def test_validate_catches_bad_rows():
-    good = dict(zip(COLUMNS, ["C01", "a claim", "000", "x", "ch", "untested", "", "", "not tested at scale"],
+    good = dict(zip(COLUMNS, ["C01", "a claim", "000", "x", "ch", "untested", "", "", "", "not tested at scale"],
                     strict=True))
     validate_ledger([good])
     with pytest.raises(ValueError, match="at_scale 'perhaps'"):
@@ -59,9 +59,12 @@ def test_validate_catches_bad_rows():
         validate_ledger([dict(good, verdict="maybe")])
     with pytest.raises(ValueError, match="needs one line of evidence"):
         validate_ledger([dict(good, verdict="supported", rests_on="two of three tasks")])
+    with pytest.raises(ValueError, match=r"claim C01: verdict 'supported' needs its reason"):
+        validate_ledger([dict(good, verdict="supported", evidence="a gap of 0.1", rests_on="two of three tasks")])
     with pytest.raises(ValueError, match=r"claim C01: verdict 'supported' needs .*\(rests_on\)"):
-        validate_ledger([dict(good, verdict="supported", evidence="a gap of 0.1")])
-    validate_ledger([dict(good, verdict="supported", evidence="a gap of 0.1", rests_on="two of three tasks")])
+        validate_ledger([dict(good, verdict="supported", evidence="a gap of 0.1", reason="because")])
+    validate_ledger([dict(good, verdict="supported", evidence="a gap of 0.1", reason="because",
+                          rests_on="two of three tasks")])
     with pytest.raises(ValueError, match="control character"):
         validate_ledger([dict(good, claim="a\rclaim")])
     with pytest.raises(ValueError, match="expected text"):

@@ -235,7 +235,8 @@ def compute_ledger(claims: dict[str, Claim] | None = None, sources: dict | None 
             raise ValueError(f"{claim_id}: no complete stored results to judge it on; run its full scale first")
         verdict, evidence = claim.decide(results, [rows[c] for c in sorted(rows)])
         rows[claim_id] = {"id": claim_id, "claim": claim.claim, **sources[claim_id], "chapter": claim.chapter,
-                          "verdict": verdict.outcome, "rests_on": evidence.rests_on, "evidence": evidence.line,
+                          "verdict": verdict.outcome, "reason": verdict.reason, "rests_on": evidence.rests_on,
+                          "evidence": evidence.line,
                           "at_scale": relation(verdict.outcome, claim_id)}
     out = [{column: rows[c][column] for column in COLUMNS} for c in sorted(rows)]
     validate_ledger(out)

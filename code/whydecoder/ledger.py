@@ -14,7 +14,7 @@ from pathlib import Path
 from .paths import DATA
 from .verdicts import OUTCOMES
 
-COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "rests_on", "evidence", "at_scale")
+COLUMNS = ("id", "claim", "sources", "papers", "chapter", "verdict", "reason", "rests_on", "evidence", "at_scale")
 VERDICTS = OUTCOMES  # one list of outcomes for the whole book
 LEDGER_PATH = DATA / "claims.csv"
 
@@ -76,6 +76,8 @@ def validate_ledger(rows: list[dict]) -> None:
             raise ValueError(f"claim {cid}: at_scale {row['at_scale']!r} is not one of {RELATIONS}")
         if row["verdict"] != "untested" and not row["evidence"].strip():
             raise ValueError(f"claim {cid}: verdict {row['verdict']!r} needs one line of evidence")
+        if row["verdict"] != "untested" and not row["reason"].strip():
+            raise ValueError(f"claim {cid}: verdict {row['verdict']!r} needs its reason, in one line")
         if row["verdict"] != "untested" and not row["rests_on"].strip():
             raise ValueError(f"claim {cid}: verdict {row['verdict']!r} needs to say what it rests on (rests_on)")
 

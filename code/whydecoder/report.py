@@ -59,10 +59,10 @@ LEDGER_COLUMNS = (("Id", 7), ("Claim", 38), ("Verdict · rests on", 37), ("Chapt
 
 def ledger_html(rows: list[dict]) -> str:
     """The ledger as an HTML table a reader scans: each claim (its sources and papers in
-    small type), its verdict coloured with what it rests on, its chapter linked by title;
-    the evidence and how the papers at scale stand to the verdict fold away under the
-    verdict (a ``<details>`` the reader opens). Each row is an anchor ``claim-C01`` that
-    other pages link to.
+    small type), its verdict coloured, how the papers at scale stand to it, the rule's
+    one-line reason and what the verdict rests on, its chapter linked by title; the
+    evidence folds away under the verdict (a ``<details>`` the reader opens). Each row is
+    an anchor ``claim-C01`` that other pages link to.
 
     Defined in "The claims ledger".
     """
@@ -87,12 +87,17 @@ def ledger_html(rows: list[dict]) -> str:
         colour = VERDICT_COLOURS[row["verdict"]]
         badge = f"color:white;background:{colour};padding:1px 6px;border-radius:4px;white-space:nowrap"
         verdict = f'<span style="{badge}">{row["verdict"]}</span>'
+        if row.get("at_scale"):  # how the papers at scale stand to it, in a word or three
+            verdict += (f' <span style="font-size:0.85em;color:#57606a;border:1px solid #d0d7de;padding:0 4px;'
+                        f'border-radius:4px;white-space:nowrap">at scale: {html.escape(row["at_scale"])}</span>')
+        if row.get("reason"):
+            verdict += f'<br><span style="white-space:normal">{html.escape(row["reason"])}</span>'
         if row.get("rests_on"):
-            verdict += f'<br><span style="font-size:0.9em;white-space:normal">{html.escape(row["rests_on"])}</span>'
-        folded = (f'<details><summary style="cursor:pointer;color:#57606a;font-size:0.9em">evidence · papers at scale'
+            verdict += (f'<br><span style="font-size:0.85em;color:#57606a;white-space:normal">rests on: '
+                        f'{html.escape(row["rests_on"])}</span>')
+        folded = (f'<details><summary style="cursor:pointer;color:#57606a;font-size:0.9em">evidence'
                   f'</summary><p style="margin:0.3em 0">{html.escape(row["evidence"]) or "&mdash;"}</p>'
-                  f'<p style="margin:0.3em 0"><b>At scale:</b> {html.escape(row.get("at_scale", "")) or "&mdash;"}'
-                  f"</p></details>")
+                  f"</details>")
         origin = (f'<br><span style="font-size:0.85em;color:#57606a">{html.escape(row["sources"])}'
                   f' · {html.escape(row["papers"])}</span>')
         cells = [html.escape(row["id"]), html.escape(row["claim"]) + origin, verdict + folded, chapter]
