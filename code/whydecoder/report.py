@@ -54,7 +54,7 @@ def chapter_title(slug: str) -> str | None:
 
 
 #: Column widths of the ledger table (per cent of the text column), so that it fits the page.
-LEDGER_COLUMNS = (("Id", 7), ("Claim", 38), ("Verdict · rests on", 37), ("Chapter", 18))
+LEDGER_COLUMNS = (("Id", 7), ("Claim", 38), ("Verdict, why · rests on", 37), ("Chapter", 18))
 
 
 def ledger_html(rows: list[dict]) -> str:
@@ -87,9 +87,11 @@ def ledger_html(rows: list[dict]) -> str:
         colour = VERDICT_COLOURS[row["verdict"]]
         badge = f"color:white;background:{colour};padding:1px 6px;border-radius:4px;white-space:nowrap"
         verdict = f'<span style="{badge}">{row["verdict"]}</span>'
+        scale_tag = row.get("at_scale", "")
+        scale_tag = scale_tag if "at scale" in scale_tag else f"at scale: {scale_tag}"
         if row.get("at_scale"):  # how the papers at scale stand to it, in a word or three
             verdict += (f' <span style="font-size:0.85em;color:#57606a;border:1px solid #d0d7de;padding:0 4px;'
-                        f'border-radius:4px;white-space:nowrap">at scale: {html.escape(row["at_scale"])}</span>')
+                        f'border-radius:4px;white-space:nowrap">{html.escape(scale_tag)}</span>')
         if row.get("reason"):
             verdict += f'<br><span style="white-space:normal">{html.escape(row["reason"])}</span>'
         if row.get("rests_on"):
