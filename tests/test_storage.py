@@ -325,6 +325,35 @@ def test_a_migration_is_recorded_only_when_every_verdict_is_identical(tmp_path, 
     assert eff.load_complete(tmp_path / "full.json") is not None
 
 
+def test_a_reworded_reason_migrates_only_when_asked_and_only_the_reason_differs(tmp_path, monkeypatch):
+    import whydecoder.experiments.ch06_efficiency as eff
+    from whydecoder import migrate
+
+    stored = load_result(eff.RESULTS_DIR / "full.json")
+    stored["results"]["settings"]["rules"]["C13"] = judged = "0123456789abcdef"
+    stored["provenance"].pop("migrations", None)
+    monkeypatch.setattr(eff, "RESULTS_DIR", tmp_path)
+    (tmp_path / "full.json").write_text(json.dumps(stored))
+    now = migrate.decide_now(eff, stored["results"])["C13"]["verdict"]
+    old = migrate.Checkout("0" * 40, tmp_path)
+
+    def then(**changes):
+        return lambda *a: {"C13": {"fingerprint": judged, "verdict": dict(now, **changes)}}
+
+    monkeypatch.setattr(migrate, "decide_at", then(reason="the old, longer sentence"))
+    with pytest.raises(ValueError, match="decides differently"):  # a new reason is a new verdict unless asked
+        migrate.migrate("ch06_efficiency", old, "shorter reason")
+    numbers = dict(now["numbers"], extra=1)
+    monkeypatch.setattr(migrate, "decide_at", then(reason="the old, longer sentence", numbers=numbers))
+    with pytest.raises(ValueError, match="decides differently"):  # rewording never covers a changed number
+        migrate.migrate("ch06_efficiency", old, "shorter reason", reworded=True)
+    monkeypatch.setattr(migrate, "decide_at", then(reason="the old, longer sentence"))
+    assert "but for its reworded reason" in migrate.migrate("ch06_efficiency", old, "shorter reason", reworded=True)
+    record = load_result(tmp_path / "full.json")["provenance"]["migrations"][-1]
+    assert record["reworded"] == {"C13": {"from": "the old, longer sentence", "to": now["reason"]}}
+    assert "reasons reworded" in record["check"] and eff.load_complete(tmp_path / "full.json") is not None
+
+
 def test_pages_say_when_stored_sections_were_made_by_other_code():
     stored = {"results": {"settings": {}, "a": 1, "b": 2, "c": 3},
               "provenance": {"sections": {"a": {"maker": "m1"}, "b": {"maker": "old"}, "c": {}}}}

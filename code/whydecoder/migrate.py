@@ -13,7 +13,10 @@ the change decides nothing differently. This module does the second:
 2. today's code decides on the same results;
 3. only if every verdict is identical (outcome, reason and every number) is a migration
    recorded in the results' provenance: old fingerprint, new, why, the check, the date
-   and the commit. Anything else is refused, naming the claims that differ.
+   and the commit. Anything else is refused, naming the claims that differ. With
+   ``--reworded`` the reason alone may differ (a rule's sentence rewritten, its decision
+   not): the outcome and every number must still be identical, and the old and the new
+   reason are both recorded.
 
 ``--backfill-makers`` records, for sections stored before the code that made them was
 fingerprinted, the fingerprint of that code computed from the commit that made them (only
@@ -134,18 +137,24 @@ def decide_now(module, results: dict) -> dict:
         dataclasses.asdict(rule(results))))} for claim, rule in module.RULES.items()}
 
 
-def migrate(name: str, old: Checkout, why: str, dry_run: bool = False) -> str:
+def migrate(name: str, old: Checkout, why: str, dry_run: bool = False, reworded: bool = False) -> str:
     """Check and record the migration of one experiment's stored results from the rules at
     ``old`` to today's (see the module's docstring); return what was done, in a line.
     Raises ``ValueError`` when the old commit did not judge these results or when any
-    verdict differs. Defined in "How to read this book"."""
+    verdict differs (with ``reworded``: in anything but its reason). Defined in "How to
+    read this book"."""
     module = importlib.import_module(f"whydecoder.experiments.{name}")
     path = Path(module.RESULTS_DIR) / "full.json"
     with exclusive(path, "python -m whydecoder.migrate"):  # no other writer between the check and the record
-        return _migrate(name, module, path, old, why, dry_run)
+        return _migrate(name, module, path, old, why, dry_run, reworded)
 
 
-def _migrate(name: str, module, path: Path, old: Checkout, why: str, dry_run: bool) -> str:
+def _decision(verdict: dict, reworded: bool) -> str:
+    """A verdict as compared: all of it, or (``reworded``) all of it but its reason."""
+    return json.dumps({k: v for k, v in verdict.items() if not (reworded and k == "reason")}, sort_keys=True)
+
+
+def _migrate(name: str, module, path: Path, old: Checkout, why: str, dry_run: bool, reworded: bool = False) -> str:
     stored = load_result(path)
     if stored is None:
         return f"{name}: no stored results"
@@ -161,25 +170,29 @@ def _migrate(name: str, module, path: Path, old: Checkout, why: str, dry_run: bo
         raise ValueError(f"{name}: the rules at {old.commit[:12]} did not judge these results ("
                          + ", ".join(f"{c}: {then.get(c, {}).get('fingerprint')} there, {judged.get(c)} stored"
                                      for c in foreign) + "); name the commit whose rules did")
-    differ = [c for c in now if json.dumps(then[c]["verdict"], sort_keys=True) !=
-              json.dumps(now[c]["verdict"], sort_keys=True)]
+    differ = [c for c in now if _decision(then[c]["verdict"], reworded) != _decision(now[c]["verdict"], reworded)]
     if differ:
         detail = "; ".join(f"{c}: {then[c]['verdict']['outcome']} ({then[c]['verdict']['reason']}) then, "
                            f"{now[c]['verdict']['outcome']} ({now[c]['verdict']['reason']}) now" for c in differ)
         raise ValueError(f"{name}: the change decides differently on the stored results ({detail}); "
                          "run the experiment again instead")
+    same = "outcome and every number; reasons reworded" if reworded else "outcome, reason and every number"
     record = {"rules": changed, "why": why, "from_commit": old.commit,
               "check": (f"decided on these stored results with the rules at commit {old.commit[:12]} and with "
-                        f"today's: all {len(now)} verdicts identical (outcome, reason and every number)"),
+                        f"today's: all {len(now)} verdicts identical ({same})"),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "commit": git_commit()}
+    if reworded:
+        record["reworded"] = {c: {"from": then[c]["verdict"]["reason"], "to": now[c]["verdict"]["reason"]}
+                              for c in now if then[c]["verdict"]["reason"] != now[c]["verdict"]["reason"]}
     if not dry_run:
         payload = load_result(path)
         if payload != stored:
             raise ValueError(f"{path} changed while its verdicts were being checked; run the migration again")
         payload["provenance"].setdefault("migrations", []).append(record)
         atomic_write_text(path, dumps_strict(payload))
-    return f"{name}: {', '.join(sorted(changed))} migrated, every verdict identical"
+    return (f"{name}: {', '.join(sorted(changed))} migrated, every verdict identical"
+            + (" but for its reworded reason" if reworded else ""))
 
 
 def backfill_makers(name: str, folder: Path, dry_run: bool = False) -> str:
@@ -240,6 +253,8 @@ def main(argv=None) -> None:
     parser.add_argument("--backfill-makers", action="store_true",
                         help="record the fingerprint of the code that made sections stored without one")
     parser.add_argument("--dry-run", action="store_true", help="check and say, but store nothing")
+    parser.add_argument("--reworded", action="store_true",
+                        help="a rule's reason was reworded: its outcome and every number must stay identical")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -255,7 +270,7 @@ def main(argv=None) -> None:
             else:
                 old = checkout(args.commit, Path(tmp))
                 for name in names:
-                    print(migrate(name, old, args.why.strip(), args.dry_run))
+                    print(migrate(name, old, args.why.strip(), args.dry_run, args.reworded))
         except ValueError as err:
             parser.error(str(err))
 

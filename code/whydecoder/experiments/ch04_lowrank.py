@@ -472,15 +472,29 @@ def _c03_decide(results: dict, p: dict) -> Verdict:
         readings[name] = ("low" if shares[name]["low"] >= p["most"] else "not low"
                           if shares[name]["not low"] >= p["most"] else "mixed")
     numbers = {"shares": shares, "readings": readings}
-    said = "; ".join(f"{name}: {readings[name]} ({shares[name]['low']:.0%} low, {shares[name]['not low']:.0%} not "
-                     "low)" for name in groups)
+    said = _c03_grouped(readings)  # the shares behind each reading are in the evidence
     if all(v == "low" for v in readings.values()):
         return Verdict("supported", f"low-rank on both yardsticks in every group with n/d >= {p['n_over_d']} ({said})",
                        numbers)
     if all(v == "not low" for v in readings.values()):
         return Verdict("refuted", f"not low-rank on either yardstick in any group with n/d >= {p['n_over_d']} ({said})",
                        numbers)
-    return Verdict("nuanced", f"n/d >= {p['n_over_d']} does not decide it: {said}", numbers)
+    return Verdict("nuanced", f"n/d >= {p['n_over_d']} does not decide it ({said})", numbers)
+
+
+def _c03_grouped(readings: dict) -> str:
+    """C03's groups by their reading, in a line: "low: random heads of size 2 and 4;
+    mixed: random heads of size 8, trained (MiniLM)"."""
+    parts = []
+    for reading in ("low", "mixed", "not low"):
+        names = [name for name, r in readings.items() if r == reading]
+        sizes = [name.split("= ")[1] for name in names if name.startswith("random, d = ")]
+        said = ([f"random heads of size {', '.join(sizes[:-1])} and {sizes[-1]}" if len(sizes) > 1 else
+                 f"random heads of size {sizes[0]}"] if sizes else [])
+        said += [name for name in names if not name.startswith("random, d = ")]
+        if said:
+            parts.append(f"{reading}: {', '.join(said)}")
+    return "; ".join(parts)
 
 
 def _fit_seeds(results: dict) -> int:
@@ -562,24 +576,29 @@ def _c04_decide(results: dict, p: dict) -> Verdict:
                                                   relative_fits(results, "bidirectional", d))).__dict__
     numbers = {"exact_full_rank": exact, "low_rank_share": low_rank_share(causal), "differences": diffs,
                "readings": readings, "head_sizes": sizes, "same_size_differences": beside}
-    said = "; ".join(f"d = {d}: {diffs[d]['mean']:+.3f} [{diffs[d]['low']:+.3f}, {diffs[d]['high']:+.3f}] ({readings[d]})"
-                     for d in sizes)
     if not exact:
         return Verdict("refuted", "a causal matrix had a zero diagonal entry: not even exactly full rank", numbers)
     if not sizes:
         return Verdict("inconclusive", "no head size below the matched targets' size was fitted", numbers)
     lower = [d for d in sizes if readings[d] == "lower"]
     not_lower = [d for d in sizes if readings[d] in ("equivalent", "higher")]
-    head = ("exactly full rank (positive diagonal in float64); relative residual of a fit, causal minus bidirectional "
-            "targets with as many free entries: ")
+    unclear = [d for d in sizes if d not in lower + not_lower]
+
+    def at(ds):
+        return f"head size {ds[0]}" if len(ds) == 1 else f"head sizes {', '.join(map(str, ds[:-1]))} and {ds[-1]}"
+
+    # the intervals behind each reading (``said``) are in the evidence
     if len(lower) == len(sizes):
-        return Verdict("supported", head + said + ": causal heads reach more of their targets at every head size",
-                       numbers)
+        return Verdict("supported", f"exactly full rank, and causal heads fit their targets better than bidirectional "
+                       f"ones at every {at(sizes)}", numbers)
     if len(not_lower) == len(sizes):
-        return Verdict("refuted", head + said + ": full rank buys no reach a bidirectional head lacks", numbers)
+        return Verdict("refuted", f"exactly full rank, but causal heads fit no better than bidirectional ones at any "
+                       f"{at(sizes)}: full rank buys no reach", numbers)
     if lower and not_lower:
-        return Verdict("nuanced", head + said + ": causal heads reach more at some head sizes, not at others", numbers)
-    return Verdict("inconclusive", head + said + ": an interval straddles zero or the margin", numbers)
+        return Verdict("nuanced", f"exactly full rank; causal heads fit their targets better than bidirectional ones "
+                       f"at {at(lower)}, not at {at(not_lower)}", numbers)
+    return Verdict("inconclusive", f"exactly full rank; at {at(unclear)} the interval straddles zero or the margin",
+                   numbers)
 
 
 def _c05_decide(results: dict, p: dict) -> Verdict:
@@ -597,15 +616,7 @@ def _c05_decide(results: dict, p: dict) -> Verdict:
     trained, tinfo = _bottleneck_relative(results["fitting_trained"], "target", p)
     numbers = {"random": random_, "trained": trained, "random_info": rinfo, "trained_info": tinfo}
 
-    def part(name, reading, info):
-        if "gap" not in info:
-            return f"{name}: {reading} ({info['targets']} targets pass the gate)"
-        g = info["gap"]
-        return f"{name} {g['mean']:.3f} [{g['low']:.3f}, {g['high']:.3f}] ({reading})"
-
-    sizes = rinfo["head_sizes"]
-    said = (f"relative residual, size {sizes[0]} minus size {sizes[-1]}: " + part("random targets", random_, rinfo)
-            + ", " + part("trained patterns", trained, tinfo))
+    said = f"random targets: {random_}, trained patterns: {trained}"  # the gaps are in the evidence
     if random_ not in ("bottleneck", "none") or trained not in ("bottleneck", "none"):
         return Verdict("inconclusive", said + ": a reading is unclear or a gate failed", numbers)
     if random_ == trained == "bottleneck":
@@ -726,7 +737,14 @@ def _c07_decide(results: dict, p: dict) -> Verdict:
     numbers["not_holding"] = failing
     if not failing:
         return Verdict("supported", "pure attention collapses under both masks; skips and MLPs each stop it", numbers)
-    return Verdict("nuanced", f"pure attention collapses, but {', '.join(failing)} did not hold its rank", numbers)
+    parts = []
+    for v, name in (("attention+skip", "skips"), ("attention+mlp", "MLPs")):
+        where = [f.split(" (")[1].rstrip(")") for f in failing if f.startswith(v + " ")]
+        if where:
+            parts.append(f"{name} did not hold the rank " + ("in any of the three cases" if len(where) == 3 else
+                                                             f"in the {' and '.join(where)} case"
+                                                             + ("s" if len(where) > 1 else "")))
+    return Verdict("nuanced", f"pure attention collapses, but {'; '.join(parts)}", numbers)
 
 
 RULES = {
