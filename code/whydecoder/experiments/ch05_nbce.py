@@ -383,8 +383,7 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
     numbers["cells"] = cells
     numbers["possible"] = {n: sorted(r) for n, r in possible.items()}
     left = [n for n, c in cells.items() if c == "not counted"]
-    tail = (f"; not counted (the oracle not {p['margin']:g} above truncation: the cell cannot tell a reader with the "
-            f"answer's window from one without): {', '.join(left)}") if left else ""
+    tail = (f"; {', '.join(left)} not counted (the oracle not {p['margin']:g} above truncation)") if left else ""
     if not possible:
         return Verdict("inconclusive", "in no cell does the oracle beat truncation by the margin, so no reading "
                        "counts", numbers)
@@ -404,8 +403,7 @@ def _c17_decide(results: dict, p: dict) -> Verdict:
         return Verdict("refuted", f"in every cell that counts ({listed}) NBCE does no better than truncating to the "
                        f"window{tail}", numbers)
     if not may_support and not may_refute:
-        return Verdict("nuanced", f"NBCE neither reads past the window in every cell that counts nor fails in every one "
-                       f"({listed}){tail}",
+        return Verdict("nuanced", f"NBCE reads past the window in some cells that count, not in others ({listed}){tail}",
                        numbers)
     unclear = ", ".join(n for n, c in cells.items() if c == "unclear")
     could = " or ".join(w for w, may in (("read", may_support), ("fail", may_refute)) if may)

@@ -421,10 +421,12 @@ def _c21_decide(results: dict, p: dict) -> Verdict:
         status = ("fails" if not cheaper or quality == "cost" else "delivers" if quality == "no cost" else "unclear")
         readings[method] = {"quality": quality, "saving": saving, "cheaper": cheaper, "status": status,
                             "difference": diff.__dict__}
-        parts.append(f"{method}: peak memory {saving:.0%} below full, loss {diff.mean:+.3f} [{diff.low:+.3f}, "
-                     f"{diff.high:+.3f}] ({quality}: {status})")
+        cost = {"no cost": "no cost", "cost": "a cost"}.get(quality, "a cost unclear")
+        parts.append(f"{method}: {saving:.0%} less peak memory than full finetuning, {cost} in held-out loss "
+                     f"({status})")  # the loss difference with its interval is in the evidence
     numbers["readings"], numbers["not_learned"] = readings, failed
-    reason = (f"tiles: largest error {worst:.1e}, naive/tiled peak memory x{ratio:.0f} at {longest['length']}; "
+    reason = (f"tiled attention exact (largest error {worst:.0e}) with x{ratio:.0f} less peak memory at "
+              f"{longest['length']} tokens; "
               + "; ".join(parts + [f"{f}: did not learn (held-out loss not {p['loss_gate']} below {before:.3f}), "
                                    "left out" for f in failed]))
     if not readings:
