@@ -479,7 +479,12 @@ def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     rule = RULES["C21"]
     n21, se = rule.readings(results), results["settings"]
     rates = chosen_rates(results["grid"])
-    text = (f"{verdict.reason}. Learning rates chosen on a validation split: "
+    differences = "; ".join(
+        f"{m} {r['difference']['mean']:+.3f} [{r['difference']['low']:+.3f}, {r['difference']['high']:+.3f}]"
+        for m, r in (n21.get("readings") or {}).items())
+    text = (f"{verdict.reason}. "
+            + (f"Held-out loss minus full finetuning's (nats/token): {differences}. " if differences else "")
+            + f"Largest tiling error {n21['tiled_error']:.1e}. Learning rates chosen on a validation split: "
             + ", ".join(f"{m} {rates[m]:g}" for m in METHODS)
             + f" (grid {', '.join(f'{r:g}' for r in se['grid_rates'])}). Held-out loss before finetuning "
             f"{results['before']['val_loss']:.3f}, after full "
