@@ -48,6 +48,7 @@ def test_write_inserts_the_cell_once_and_leaves_the_rest_byte_for_byte(tmp_path)
     stale["cells"][0]["source"] = ["# an older first cell\n"]
     path.write_text(json.dumps(stale, indent=1), encoding="utf-8")
     assert launch.write(path) and json.loads(path.read_text(encoding="utf-8"))["cells"][1:] == notebook["cells"]
+    assert path.read_text(encoding="utf-8").isascii()  # rewritten with the file's own escaping
     path.write_text(json.dumps(notebook), encoding="utf-8")  # on one line: not as nbformat writes it
     with pytest.raises(ValueError, match="not laid out as nbformat"):
         launch.write(path)

@@ -80,7 +80,8 @@ def write(path: Path) -> bool:
         return False
     if any(c.get("id") == "launch-setup" for c in notebook["cells"]):  # an older copy: rewrite the file
         notebook["cells"] = [first_cell()] + [c for c in notebook["cells"] if c.get("id") != "launch-setup"]
-        text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+        ascii_only = text.isascii()  # keep the file's own escaping of other characters
+        text = json.dumps(notebook, indent=1, ensure_ascii=ascii_only) + "\n"
     else:  # insert the cell and leave every other byte as it was (nbformat's layout: indent 1)
         head = '\n "cells": [\n'
         if head not in text:

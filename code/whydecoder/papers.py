@@ -119,12 +119,13 @@ class PublishedTables:
 def published_table(frame, notes: bool = False) -> PublishedTables:
     """Published numbers (rows of :func:`published`, possibly of several papers) as the
     page shows them: one wide table per table (or section) of each paper, a row per row
-    of the paper's table and a column per quantity, its unit in the header when all its
-    numbers share one and the header does not name one already (else beside each number;
-    a table of one row is turned to read
-    down, a quantity per row, each number with its unit), captioned with the paper by author and
-    year and where in it (table or section, and page). Without the transcriber's notes
-    in the units unless ``notes``. Defined in "How to read this book"."""
+    of the paper's table and a column per quantity, captioned with the paper by author
+    and year and where in it (table or section, and page). A unit shared by the whole
+    table is said once, in the caption; else a column's unit goes in its header when all
+    its numbers share one and the header does not name one already, and beside each
+    number otherwise. A table of one row reads down, a quantity per row, each number with
+    its unit. The transcriber's notes are left out of the units unless ``notes``.
+    Defined in "How to read this book"."""
     import pandas as pd
 
     from .report import readable_table

@@ -87,9 +87,8 @@ def ledger_html(rows: list[dict]) -> str:
         colour = VERDICT_COLOURS[row["verdict"]]
         badge = f"color:white;background:{colour};padding:1px 6px;border-radius:4px;white-space:nowrap"
         verdict = f'<span style="{badge}">{row["verdict"]}</span>'
-        scale_tag = row.get("at_scale", "")
-        scale_tag = scale_tag if "at scale" in scale_tag else f"at scale: {scale_tag}"
         if row.get("at_scale"):  # how the papers at scale stand to it, in a word or three
+            scale_tag = row["at_scale"] if "at scale" in row["at_scale"] else f"at scale: {row['at_scale']}"
             verdict += (f' <span style="font-size:0.85em;color:#57606a;border:1px solid #d0d7de;padding:0 4px;'
                         f'border-radius:4px;white-space:nowrap">{html.escape(scale_tag)}</span>')
         if row.get("reason"):

@@ -482,6 +482,12 @@ def _c03_decide(results: dict, p: dict) -> Verdict:
     return Verdict("nuanced", f"n/d >= {p['n_over_d']} does not decide it ({said})", numbers)
 
 
+def _and_list(items) -> str:
+    """Items read as a list in a reason: "2", "2 and 4", "8, 16 and 32"."""
+    items = [str(x) for x in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _c03_grouped(readings: dict) -> str:
     """C03's groups by their reading, in a line: "low: random heads of size 2 and 4;
     mixed: random heads of size 8, trained (MiniLM)"."""
@@ -489,8 +495,7 @@ def _c03_grouped(readings: dict) -> str:
     for reading in ("low", "mixed", "not low"):
         names = [name for name, r in readings.items() if r == reading]
         sizes = [name.split("= ")[1] for name in names if name.startswith("random, d = ")]
-        said = ([f"random heads of size {', '.join(sizes[:-1])} and {sizes[-1]}" if len(sizes) > 1 else
-                 f"random heads of size {sizes[0]}"] if sizes else [])
+        said = [f"random heads of size {_and_list(sizes)}"] if sizes else []
         said += [name for name in names if not name.startswith("random, d = ")]
         if said:
             parts.append(f"{reading}: {', '.join(said)}")
@@ -585,7 +590,7 @@ def _c04_decide(results: dict, p: dict) -> Verdict:
     unclear = [d for d in sizes if d not in lower + not_lower]
 
     def at(ds):
-        return f"head size {ds[0]}" if len(ds) == 1 else f"head sizes {', '.join(map(str, ds[:-1]))} and {ds[-1]}"
+        return f"head size {ds[0]}" if len(ds) == 1 else f"head sizes {_and_list(ds)}"
 
     # the intervals behind each reading (``said``) are in the evidence
     if len(lower) == len(sizes):
@@ -731,18 +736,19 @@ def _c07_decide(results: dict, p: dict) -> Verdict:
     pure = [x for (v, _), x in final.items() if v == "attention"] + [trained["attention"]]
     if max(pure) >= p["collapsed"]:
         return Verdict("refuted", "pure attention did not collapse with depth", numbers)
-    failing = [f"{v} ({where})" for v in ("attention+skip", "attention+mlp")
-               for where, x in [(m, final[(v, m)]) for m in ("bidirectional", "causal")] + [("trained", trained[v])]
-               if x <= p["kept"]]
+    not_held = [(v, where) for v in ("attention+skip", "attention+mlp")
+                for where, x in [(m, final[(v, m)]) for m in ("bidirectional", "causal")] + [("trained", trained[v])]
+                if x <= p["kept"]]
+    failing = [f"{v} ({where})" for v, where in not_held]
     numbers["not_holding"] = failing
     if not failing:
         return Verdict("supported", "pure attention collapses under both masks; skips and MLPs each stop it", numbers)
     parts = []
     for v, name in (("attention+skip", "skips"), ("attention+mlp", "MLPs")):
-        where = [f.split(" (")[1].rstrip(")") for f in failing if f.startswith(v + " ")]
+        where = [w for kind, w in not_held if kind == v]
         if where:
             parts.append(f"{name} did not hold the rank " + ("in any of the three cases" if len(where) == 3 else
-                                                             f"in the {' and '.join(where)} case"
+                                                             f"in the {_and_list(where)} case"
                                                              + ("s" if len(where) > 1 else "")))
     return Verdict("nuanced", f"pure attention collapses, but {'; '.join(parts)}", numbers)
 
