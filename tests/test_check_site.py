@@ -29,9 +29,10 @@ def _need_chromium():
 
 
 def _page(body: str, width: int = 600) -> str:
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8">
-<script>window.MathJax = {{"options": {{"processHtmlClass": "math"}}}}</script>
-<script defer src="mathjax/tex-chtml.js"></script></head>
+    # MathJax only where there is math: loading it takes about a second a page
+    mathjax = ("""<script>window.MathJax = {"options": {"processHtmlClass": "math"}}</script>
+<script defer src="mathjax/tex-chtml.js"></script>""" if 'class="math"' in body else "")
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8">{mathjax}</head>
 <body><article class="bd-article" style="width:{width}px"><h1 id="top">Title</h1>{body}</article></body></html>"""
 
 

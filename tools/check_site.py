@@ -29,6 +29,7 @@ import argparse
 import functools
 import html.parser
 import http.server
+import re
 import shutil
 import sys
 import threading
@@ -112,23 +113,21 @@ def resolve_link(root: Path, page: Path, href: str) -> str | None:
     return None
 
 
-def _keep_inside(base: str, rel: str, found: list):
+def _keep_inside(base: str, now: dict):
     """A route handler that lets requests inside the site through and records (and blocks)
-    any other."""
+    any other, for the page being checked now (``now["rel"]``, ``now["found"]``)."""
     def handle(route):
         url = route.request.url
         if url.startswith(base) or url.startswith(("data:", "blob:", "about:")):
             route.continue_()
         else:
-            found.append(Problem(rel, "request outside the site", url))
+            now["found"].append(Problem(now["rel"], "request outside the site", url))
             route.abort()
     return handle
 
 
 def _redirect_target(path: Path) -> str | None:
     """The URL of a page that is only a ``<meta http-equiv="Refresh">`` redirect, else ``None``."""
-    import re
-
     head = path.read_text(encoding="utf-8", errors="replace")[:2000]
     match = re.search(r'http-equiv="Refresh"\s+content="\d+;\s*url=([^"]+)"', head, flags=re.I)
     return match.group(1) if match else None
@@ -241,23 +240,26 @@ def check_site(root: str | Path, screenshots: str | Path | None = None, pages: l
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"])
             context = browser.new_context(viewport={"width": width, "height": height})
+            # one tab for every page (a new tab per page costs about as much as the check):
+            # its listeners report to the page being checked now
+            now: dict = {}
+            page = context.new_page()
+            # only requests that leave the site are intercepted (routing every request through
+            # Python would slow every page)
+            page.route(re.compile("^(?!" + re.escape(base) + "|data:|blob:|about:)"), _keep_inside(base, now))
+            page.on("console", lambda msg: msg.type == "error" and now["found"].append(
+                Problem(now["rel"], "console error", msg.text)))
+            page.on("pageerror", lambda err: now["found"].append(Problem(now["rel"], "script error", str(err))))
+            page.on("response", lambda resp: resp.status >= 400 and now["found"].append(
+                Problem(now["rel"], "missing file", f"{resp.status} {resp.url.removeprefix(base)}")))
             for path in pages:
                 rel = path.relative_to(root).as_posix()
                 found: list[Problem] = []
-
-                page = context.new_page()
-                page.route("**/*", _keep_inside(base, rel, found))
-                page.on("console", lambda msg, rel=rel, found=found: msg.type == "error" and found.append(
-                    Problem(rel, "console error", msg.text)))
-                page.on("pageerror", lambda err, rel=rel, found=found: found.append(
-                    Problem(rel, "script error", str(err))))
-                page.on("response", lambda resp, rel=rel, found=found: resp.status >= 400 and found.append(
-                    Problem(rel, "missing file", f"{resp.status} {resp.url.removeprefix(base)}")))
+                now.update(rel=rel, found=found)
                 redirect = _redirect_target(path)
                 if redirect is not None:  # e.g. the root index.html: check where it points, then move on
                     why = resolve_link(root, path, redirect)
                     problems += [Problem(rel, "broken redirect", why)] if why else []
-                    page.close()
                     continue
                 page.goto(base + rel, wait_until="load")
                 seen = page.evaluate(_INSPECT, WIDE_SELECTOR)
@@ -276,7 +278,8 @@ def check_site(root: str | Path, screenshots: str | Path | None = None, pages: l
                 if screenshots is not None:
                     shot = screenshots / (rel.replace("/", "__").removesuffix(".html") + ".png")
                     page.screenshot(path=str(shot), full_page=True)
-                page.close()
+                # leave the page before its problems are counted: what it logs while unloading is its own
+                page.goto("about:blank")
                 problems += found
             browser.close()
     finally:

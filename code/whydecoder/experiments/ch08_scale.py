@@ -26,6 +26,8 @@ Claims C12, C16 and C18 are decided by :data:`RULES`. Explained in the chapter "
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -327,7 +329,15 @@ def extrapolation(results: dict, arch: str, axis: str = "parameters", replicates
     x_of = measure(results, arch, lambda r: r["parameters"] if axis == "parameters" else r["train_flops"])
     sizes = list(loss)
     xs = [mean(x_of[z].values()) for z in sizes]
-    return {"axis": axis} | extrapolate(xs, [loss[z] for z in sizes], replicates, seed)
+    losses = [loss[z] for z in sizes]
+    # the bootstrap refits 500 times (seconds); a page asks for the same fit more than once
+    key = json.dumps([xs, [list(v.items()) for v in losses], replicates, seed])  # order matters to the bootstrap
+    if key not in _FITS:
+        _FITS[key] = extrapolate(xs, losses, replicates, seed)
+    return {"axis": axis} | copy.deepcopy(_FITS[key])
+
+
+_FITS: dict[str, dict] = {}  # extrapolation's fits, by their inputs
 
 
 def gap_slope(results: dict, read, first: str = "decoder", second: str = "encoder") -> Interval:
