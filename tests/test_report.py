@@ -1,6 +1,7 @@
 """The HTML pieces of the book's pages: the verdict box links its claim to the ledger."""
 
 import pandas as pd
+import pytest
 
 from whydecoder.report import LEDGER_FROM_CHAPTER, readable_table, setting_note, verdict_box
 from whydecoder.verdicts import Rule, Verdict
@@ -54,6 +55,16 @@ def test_tables_and_notes_show_angle_brackets_as_text():
     assert "&lt;bos&gt; a a" in html and "<bos>" not in html
     note = setting_note("width 64 & <mask> tokens")._repr_html_()
     assert note == '<p class="book-note">width 64 &amp; &lt;mask&gt; tokens</p>'
+
+
+def test_provenance_folds_behind_one_line():
+    from whydecoder.report import folded_note_html
+
+    note = folded_note_html("Stored <results>", "made by <code>x</code>")._repr_html_()
+    assert note == ('<details class="book-note"><summary>Stored &lt;results&gt;</summary>'
+                    '<p>made by <code>x</code></p></details>')
+    with pytest.raises(TypeError, match="summary and markup must be text"):
+        folded_note_html("a", None)
 
 
 def test_the_ledger_reads_at_a_glance_and_folds_its_evidence():

@@ -30,11 +30,12 @@ def _say_provenance(command: str, commit: str, date: str, device: str, notes=())
     if _in_notebook():
         from IPython.display import display
 
-        from .report import note_html
+        from .report import folded_note_html
 
-        display(note_html(f"Stored full-scale results, made by <code>{html.escape(command)}</code> "
-                          f"at commit <code>{html.escape(commit)}</code> on {html.escape(date)}, "
-                          f"{html.escape(device)}." + "".join(f" {html.escape(n)}" for n in notes)))
+        display(folded_note_html(
+            f"Stored full-scale results, commit {commit[:7]}, {date[:10]} (where they come from)",
+            f"Made by <code>{html.escape(command)}</code> at commit <code>{html.escape(commit)}</code> on "
+            f"{html.escape(date)}, {html.escape(device)}." + "".join(f" {html.escape(n)}" for n in notes)))
         return
     print("stored full-scale results, made by")
     print(" ", command)

@@ -157,6 +157,17 @@ def note_html(markup: str):
     return HTML(f'<p class="book-note">{markup}</p>')
 
 
+def folded_note_html(summary: str, markup: str):
+    """A :func:`note_html` folded behind a one-line ``summary`` (plain text) that the reader
+    opens for the rest (ready HTML ``markup``, escaped by the caller): provenance, which
+    every page has and few readers need. Defined in "How to read this book"."""
+    from IPython.display import HTML
+
+    if not isinstance(summary, str) or not isinstance(markup, str):
+        raise TypeError(f"summary and markup must be text, got {type(summary).__name__} and {type(markup).__name__}")
+    return HTML(f'<details class="book-note"><summary>{html.escape(summary)}</summary><p>{markup}</p></details>')
+
+
 def setting_note(text: str):
     """:func:`note_html` of plain ``text``: the settings behind the numbers that follow.
     Defined in "How to read this book"."""
