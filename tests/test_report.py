@@ -44,6 +44,7 @@ def test_large_numbers_read_as_words():
     assert large_number(51_700_000) == "51.7 million"
     assert large_number(1.234e9) == "1.23 billion"
     assert large_number(2.5e12) == "2.5 trillion"
+    assert large_number(2.41e15) == "2.41 quadrillion"  # not "2.41e+03 trillion"
     assert large_number(12_345) == "12.3 thousand"
     assert large_number(0.5) == "0.5"
 

@@ -178,8 +178,8 @@ def setting_note(text: str):
 
 def large_number(x: float) -> str:
     """A large count in words a table reader takes in at once: ``51.7 million``, ``1.2
-    billion`` (three significant digits); below a thousand as it is. Defined in "How to
-    read this book"."""
+    billion``, ``2.41 quadrillion`` (three significant digits); below a thousand as it is.
+    Defined in "How to read this book"."""
     import math
     import numbers
 
@@ -187,7 +187,7 @@ def large_number(x: float) -> str:
         raise TypeError(f"large_number takes a number, got {x!r}")
     if not math.isfinite(x):
         raise ValueError(f"large_number takes a finite number, got {x!r}")
-    for size, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+    for size, word in ((1e15, "quadrillion"), (1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
         if abs(x) >= size:
             return f"{x / size:.3g} {word}"
     return f"{x:.3g}"
