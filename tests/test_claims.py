@@ -75,12 +75,23 @@ def test_the_command_checks_the_committed_ledger(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("id", "C1", "look like 'C01'"), ("claim", " ", "one non-empty line"), ("scale", "smoke", "not one of"),
-    ("judge", 3, "must be a function"),
+    ("judge", 3, "must be a function"), ("revised", None, "revised must be one line"),
+    ("revised", "two\nlines", "revised must be one line"),
 ])
 def test_a_claim_is_declared_well_or_refused(field, value, message):
     good = dict(id="C01", claim="a claim", chapter="01_x", load=dict, judge=print, evidence=print)
     with pytest.raises((ValueError, TypeError), match=message):
         Claim(**(good | {field: value}))
+
+
+def test_a_rule_revised_after_results_were_seen_says_so_in_what_the_verdict_rests_on():
+    def claim(revised):
+        return Claim("C01", "claim", "01_x", dict, lambda results: Verdict("nuanced", "why"),
+                     lambda results, verdict, rows: Evidence("text", "scope", rests_on="two tasks"), revised=revised)
+
+    assert claim("").decide({})[1].rests_on == "two tasks"
+    said = claim("its cut was set on review").decide({})[1].rests_on
+    assert said == "two tasks; rule revised after results were seen (its cut was set on review)"
 
 
 def test_an_unknown_claim_is_named():

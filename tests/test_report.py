@@ -26,6 +26,15 @@ def test_the_verdict_box_says_what_the_verdict_rests_on():
     assert box.index("<details") < box.index("Tested") < box.index("Evidence") < box.index("Scope")
 
 
+def test_a_rule_revised_after_results_were_seen_says_so_instead_of_fixed_before_the_run():
+    fixed = verdict_box("C09", "claim", RULE, Verdict("refuted", "because"), "evidence", "scope")
+    assert "rule fixed before the run" in fixed
+    revised = verdict_box("C09", "claim", RULE, Verdict("refuted", "because"), "evidence", "scope",
+                          revised="its cut was chosen <on review>")
+    assert "rule fixed before the run" not in revised
+    assert "rule revised after results were seen (its cut was chosen &lt;on review&gt;)" in revised
+
+
 def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():
     html = readable_table(pd.DataFrame({"held_out_loss": [0.5, None]}), formats={"held_out_loss": "{:.2f}"},
                           index=False).to_html()

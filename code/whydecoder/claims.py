@@ -120,7 +120,9 @@ class Claim:
     results to :class:`~whydecoder.verdicts.Verdict` (the claim's rule); ``evidence``,
     ``(results, verdict, rows)`` to :class:`Evidence` (``rows``: the ledger's other rows,
     which only the book's question reads); ``scale``: what the evidence rests on
-    (:data:`SCALES`). Defined in "The claims ledger"."""
+    (:data:`SCALES`); ``revised``: empty when the rule was fixed before the results it
+    judges were seen, else what of it was settled after (a phrase: the verdict box and the
+    ledger say so, instead of "fixed before the run"). Defined in "The claims ledger"."""
 
     id: str
     claim: str
@@ -129,6 +131,7 @@ class Claim:
     judge: Callable[[dict], Verdict]
     evidence: Callable[..., Evidence]
     scale: str = "full"
+    revised: str = ""
 
     def __post_init__(self):
         if not (isinstance(self.id, str) and len(self.id) == 3 and self.id.startswith("C") and self.id[1:].isdigit()):
@@ -137,6 +140,9 @@ class Claim:
             raise ValueError(f"{self.id}: the claim must be one non-empty line, got {self.claim!r}")
         if self.scale not in SCALES:
             raise ValueError(f"{self.id}: scale {self.scale!r} is not one of {SCALES}")
+        if not isinstance(self.revised, str) or "\n" in self.revised:
+            raise ValueError(f"{self.id}: revised must be one line of text (empty: the rule was fixed before the run), "
+                             f"got {self.revised!r}")
         for name in ("load", "judge", "evidence"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{self.id}: {name} must be a function, got {getattr(self, name)!r}")
@@ -149,10 +155,18 @@ class Claim:
     def decide(self, results: dict, rows: list[dict] | None = None) -> tuple[Verdict, Evidence]:
         """The verdict and its evidence on ``results`` (stored or a smoke run's)."""
         verdict = self.judge(results)
+        return verdict, self.explain(results, verdict, rows)
+
+    def explain(self, results: dict, verdict: Verdict, rows: list[dict] | None = None) -> Evidence:
+        """The evidence for ``verdict`` on ``results``; what it rests on ends by saying so
+        when the rule was revised after results were seen (:attr:`revised`)."""
         evidence = self.evidence(results, verdict, rows or [])
         if not isinstance(evidence, Evidence):
             raise TypeError(f"{self.id}: evidence returned {type(evidence).__name__}, not an Evidence")
-        return verdict, evidence
+        if self.revised:
+            evidence = dataclasses.replace(
+                evidence, rests_on=f"{evidence.rests_on}; rule revised after results were seen ({self.revised})")
+        return evidence
 
 
 def stored_results(module) -> Callable[[], dict | None]:
@@ -287,13 +301,14 @@ def show_verdict(claim_id: str, results: dict, verdict: Verdict | None = None) -
     if verdict is None:
         verdict, evidence = claim.decide(results, rows)
     else:
-        evidence = claim.evidence(results, verdict, rows)
+        evidence = claim.explain(results, verdict, rows)
     settings = results.get("settings") if isinstance(results, dict) else None
     judged = ((settings or {}).get("rules") or {}).get(claim_id) if isinstance(settings, dict) else None
     from .at_scale import at_scale_line
 
     return verdict_box(claim.id, claim.claim, claim.rule, verdict, evidence.text, evidence.scope, judged_by=judged,
-                       at_scale=at_scale_line(claim.id, verdict.outcome), rests_on=evidence.rests_on)
+                       at_scale=at_scale_line(claim.id, verdict.outcome), rests_on=evidence.rests_on,
+                       revised=claim.revised)
 
 
 def main(argv=None) -> int:

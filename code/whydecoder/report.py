@@ -199,7 +199,7 @@ LEDGER_FROM_CHAPTER = "../../book/claims.html"
 
 def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: str,
                 ledger: str = LEDGER_FROM_CHAPTER, judged_by: str | None = None, at_scale: str | None = None,
-                rests_on: str | None = None) -> str:
+                rests_on: str | None = None, revised: str = "") -> str:
     """The box every verdict of the book ends in, as HTML: the claim (its id linked to its
     row of the ``ledger``), the outcome with why, what it rests on (``rests_on``: how many
     tasks, cells or sizes passed their gates) and ``at_scale``: what the papers at scale
@@ -207,8 +207,9 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
     when a paper at scale addresses the claim. Folded below them (a ``<details>`` the
     reader opens): what was tested (the rule's statement and its fixed parameters;
     ``judged_by``: the fingerprint the results were judged by, when a migration has
-    changed it since), the evidence with its intervals, and the scope of the experiment.
-    Defined in "How to read this book"."""
+    changed it since; ``revised``: what of the rule was settled after results were seen,
+    said instead of "fixed before the run"), the evidence with its intervals, and the
+    scope of the experiment. Defined in "How to read this book"."""
     if getattr(verdict, "outcome", None) not in VERDICT_COLOURS or not hasattr(verdict, "reason"):
         raise ValueError(f"verdict must be a Verdict (an outcome in {tuple(VERDICT_COLOURS)} and a reason), "
                          f"got {verdict!r}")
@@ -228,7 +229,9 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
         rows.append(("Rests on", html.escape(rests_on)))
     rows.append(("At scale", html.escape(at_scale) if at_scale else
                  "<span style='color:#57606a'>no paper at scale tests this claim</span>"))
-    folded = [("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>(rule fixed before the run: "
+    when = (f"rule revised after results were seen ({html.escape(revised)})" if revised else
+            "rule fixed before the run")
+    folded = [("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>({when}: "
                          f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),
               ("Evidence", html.escape(evidence)),
               ("Scope", html.escape(scope))]

@@ -203,4 +203,5 @@ C19_RULE = Rule(
 
 CLAIMS = (Claim("C19", "After the models of the survey's tree, LLMs barely changed in structure: progress came from "
                 "more and cleaner data", "07_four_routes", c19_results, C19_RULE, c19_evidence,
-                scale="dataset"),)
+                scale="dataset", revised="its data half was added on review, after the growth in training tokens "
+                "was known, and the dataset's hash was taken after the counts"),)
