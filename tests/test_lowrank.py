@@ -231,9 +231,11 @@ def test_c05_gates_flat_targets_and_failed_fits():
     flat = [dict(r, kl_uniform=0.01) for r in trained_fit_rows(0.2)]  # near-uniform patterns: nothing to fit
     verdict = RULES["C05"]({"fitting": fitting_rows(0.2), "fitting_trained": flat})
     assert verdict.outcome == "inconclusive" and "trained patterns: no targets" in verdict.reason
+    assert "fewer than two trained targets passed the target gate" in verdict.reason  # says which gate
     unfit = [dict(r, kl=0.5) if r["d_head"] == 32 else r for r in trained_fit_rows(0.2)]  # the largest head failed
     verdict = RULES["C05"]({"fitting": fitting_rows(0.2), "fitting_trained": unfit})
     assert verdict.outcome == "inconclusive" and "not fitted" in verdict.reason
+    assert "above the fit gate" in verdict.reason
 
 
 def test_matched_bidirectional_size():

@@ -606,6 +606,19 @@ def _c04_decide(results: dict, p: dict) -> Verdict:
                    numbers)
 
 
+def _c05_why(kind: str, reading: str, info: dict, p: dict) -> str:
+    """Why one kind of target gave no reading: which gate it failed, or the interval of
+    its gap that straddles the rule's gap."""
+    if reading == "no targets":
+        return f"fewer than two {kind} targets passed the target gate ({p['target_gate']})"
+    if reading == "not fitted":
+        return (f"the largest head fitted the {kind} targets only to a relative residual of "
+                f"{info['largest_relative']:.3f}, above the fit gate ({p['fit_gate']})")
+    gap = info["gap"]
+    return (f"the {kind} gap, {gap['mean']:.3f} [{gap['low']:.3f}, {gap['high']:.3f}], straddles the rule's "
+            f"{p['rel_gap']}")
+
+
 def _c05_decide(results: dict, p: dict) -> Verdict:
     """C05: causal heads are full rank in exact arithmetic; do they still face a head-size
     bottleneck? Read on two kinds of target with :func:`_bottleneck_relative` (relative
@@ -623,7 +636,10 @@ def _c05_decide(results: dict, p: dict) -> Verdict:
 
     said = f"random targets: {random_}, trained patterns: {trained}"  # the gaps are in the evidence
     if random_ not in ("bottleneck", "none") or trained not in ("bottleneck", "none"):
-        return Verdict("inconclusive", said + ": a reading is unclear or a gate failed", numbers)
+        return Verdict("inconclusive", said + ": " + "; ".join(
+            _c05_why(kind, reading, info, p) for kind, reading, info in
+            (("random", random_, rinfo), ("trained", trained, tinfo)) if reading not in ("bottleneck", "none")),
+            numbers)
     if random_ == trained == "bottleneck":
         return Verdict("supported", said + ": full-rank causal heads of the smallest size cannot fit what the largest "
                        "fit, on random and on trained patterns", numbers)
@@ -990,8 +1006,9 @@ def c07_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     for variant in sorted({v for v, _ in final}):
         values = [x for (v, _), x in final.items() if v == variant] + [trained[variant]]
         spread[variant] = (min(values), max(values))
-    text = ("Last-layer rank-one residual (median over seeds; trained MiniLM): "
-            + "; ".join(f"{v} from {low:.1e} to {high:.1e}" for v, (low, high) in spread.items()) + ".")
+    text = ("Last-layer rank-one residual, the lowest and the highest of the three cases (random stacks with each "
+            "mask, median over seeds; trained MiniLM): "
+            + "; ".join(f"{v} between {low:.1e} and {high:.1e}" for v, (low, high) in spread.items()) + ".")
     scope = (f"random stacks of depth {settings['collapse_depth']} (n = 32, d = 64), {len(settings['seeds'])} seeds; "
              f"the 6 trained layers of all-MiniLM-L6-v2 on {results['collapse_trained']['tokens']} tokens.")
     return Evidence(text, scope, joiner=" Scope: ", rests_on=_c07_rests_on(results, verdict))

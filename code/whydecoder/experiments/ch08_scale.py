@@ -401,8 +401,10 @@ def _c12_decide(results: dict, p: dict) -> Verdict:
     ok = {a: _learned_everywhere(results, a, baseline, p["loss_gate"], "own_loss") for a in ("decoder", "encoder")}
     numbers |= {"learned": ok, "baseline": baseline}
     if not all(ok.values()):
-        return Verdict("inconclusive", f"at the smallest size {[a for a in ok if not ok[a]]} did not beat the unigram "
-                       f"baseline {baseline:.3f} by {p['loss_gate']}: nothing learned to compare", numbers)
+        failed = [LABELS[a] for a in ok if not ok[a]]
+        who = f"neither the {failed[0]} nor the {failed[1]} beat" if len(failed) == 2 else f"the {failed[0]} did not beat"
+        return Verdict("inconclusive", f"at the smallest size {who} the unigram baseline {baseline:.3f} by "
+                       f"{p['loss_gate']}: nothing learned to compare", numbers)
     readings, slopes = {}, {}
     for name, (read, margin) in C12_MEASURES.items():
         slope = gap_slope(results, read)
