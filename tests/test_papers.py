@@ -66,6 +66,19 @@ def test_the_page_table_is_wide_by_table_and_keeps_every_number():
     assert "own evaluation pipeline of the paper" in published_table(frame, notes=True).to_html()  # ... unless asked
 
 
+def test_the_page_tables_can_fold_behind_one_line():
+    from whydecoder.papers import published, published_table
+
+    frame = published("jiang2024_mixtral")
+    assert "<details" not in published_table(frame).to_html()
+    folded = published_table(frame, folded="What Mixtral reports <at scale>").to_html()
+    assert folded.startswith('<details class="book-papers"><summary>What Mixtral reports &lt;at scale&gt; '
+                             "(2 tables)</summary>")
+    assert "74.4" in folded and folded.endswith("</details>")
+    with pytest.raises(ValueError, match="folded must be a line of text"):
+        published_table(frame, folded=" ")
+
+
 def test_the_page_table_takes_several_papers_at_once():
     import pandas as pd
 

@@ -103,20 +103,28 @@ def _short_unit(unit: str) -> str:
 
 class PublishedTables:
     """Several small tables shown one after another on a page, each with its caption (what
-    :func:`published_table` returns). ``tables`` holds ``(caption, Styler)`` pairs.
+    :func:`published_table` returns). ``tables`` holds ``(caption, Styler)`` pairs;
+    ``folded``: a line the reader opens to see them (``None``: shown open).
     Defined in "How to read this book"."""
 
-    def __init__(self, tables: list):
-        self.tables = tables
+    def __init__(self, tables: list, folded: str | None = None):
+        self.tables, self.folded = tables, folded
 
     def to_html(self) -> str:
-        return "\n".join(style.set_caption(caption).to_html() for caption, style in self.tables)
+        import html
+
+        body = "\n".join(style.set_caption(caption).to_html() for caption, style in self.tables)
+        if self.folded is None:
+            return body
+        count = f"{len(self.tables)} table{'s' if len(self.tables) != 1 else ''}"
+        return (f'<details class="book-papers"><summary>{html.escape(self.folded)} ({count})</summary>'
+                f"{body}</details>")
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
 
-def published_table(frame, notes: bool = False) -> PublishedTables:
+def published_table(frame, notes: bool = False, folded: str | None = None) -> PublishedTables:
     """Published numbers (rows of :func:`published`, possibly of several papers) as the
     page shows them: one wide table per table (or section) of each paper, a row per row
     of the paper's table and a column per quantity, captioned with the paper by author
@@ -124,11 +132,16 @@ def published_table(frame, notes: bool = False) -> PublishedTables:
     table is said once, in the caption; else a column's unit goes in its header when all
     its numbers share one and the header does not name one already, and beside each
     number otherwise. A table of one row reads down, a quantity per row, each number with
-    its unit. The transcriber's notes are left out of the units unless ``notes``.
+    its unit. The transcriber's notes are left out of the units unless ``notes``. With
+    ``folded``, the tables fold behind that line (a page with many papers' tables keeps its
+    argument in view; the verdict box's "at scale" line already says what they find).
     Defined in "How to read this book"."""
     import pandas as pd
 
     from .report import readable_table
+
+    if folded is not None and (not isinstance(folded, str) or not folded.strip()):
+        raise ValueError(f"folded must be a line of text to open the tables by, got {folded!r}")
 
     missing = [c for c in COLUMNS if c not in getattr(frame, "columns", ())]
     if missing:
@@ -161,4 +174,4 @@ def published_table(frame, notes: bool = False) -> PublishedTables:
         table = readable_table(wide, names=names)
         # a row may be a formula with no space to break at, e.g. "L(C_min) = (C_c^min/C_min)^alpha_C^min"
         tables.append((caption, table.set_properties(subset=[first], **{"overflow-wrap": "anywhere"})))
-    return PublishedTables(tables)
+    return PublishedTables(tables, folded)
