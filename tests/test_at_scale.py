@@ -19,7 +19,8 @@ def test_each_finding_reads_its_numbers_from_the_papers(claim_id):
 @pytest.mark.parametrize("ours, claim_id, expected", [
     ("supported", "C09", "agrees"), ("refuted", "C09", "disagrees"), ("nuanced", "C09", "mixed"),
     ("inconclusive", "C09", "mixed"), ("refuted", "C08", "disagrees"), ("nuanced", "C18", "agrees"),
-    ("supported", "C13", "not tested at scale"), ("nuanced", "C05", "not tested at scale")])
+    ("supported", "C13", "not tested at scale"), ("nuanced", "C05", "not tested at scale"),
+    ("nuanced", "C01", "part of ours"), ("refuted", "C01", "part of ours")])  # T5's table is read by C01's rule
 def test_the_relation_takes_every_value(ours, claim_id, expected):
     assert relation(ours, claim_id) == expected
     assert expected in RELATIONS

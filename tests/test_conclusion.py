@@ -52,19 +52,24 @@ def test_every_claim_but_the_question_has_one_role():
 
 
 def test_the_stated_model_sizes_match_the_experiments():
-    """The landing page's "about two thousand to half a million parameters": the scale
-    sweep's smallest pretrained model and chapter 3's largest."""
+    """The landing page's "about two thousand to six hundred thousand parameters": the
+    scale sweep's smallest pretrained model and the head-to-head's largest (chapter 3's
+    largest, under half a million, lies between)."""
     import json
 
+    from whydecoder import head_to_head
     from whydecoder.experiments import ch08_scale
     from whydecoder.paths import DATA
 
     smallest = ch08_scale.parameters(ch08_scale.SETTINGS["full"].sizes[0][0], ch08_scale.SETTINGS["full"])
+    full = head_to_head.SETTINGS["full"]
+    largest = head_to_head.parameters(full.size_names()[-1], full)
     stored = json.loads((DATA / "zeroshot" / "full.json").read_text())["results"]
-    largest = max(r["parameters"] for runs in stored.values() if isinstance(runs, list) for r in runs
-                  if isinstance(r, dict) and "parameters" in r)
+    chapter3 = max(r["parameters"] for runs in stored.values() if isinstance(runs, list) for r in runs
+                   if isinstance(r, dict) and "parameters" in r)
     assert 1_000 <= smallest <= 3_000 and "two thousand" in conclusion.MODEL_SIZES
-    assert 400_000 <= largest <= 600_000 and "half a million" in conclusion.MODEL_SIZES
+    assert 550_000 <= largest <= 650_000 and "six hundred thousand" in conclusion.MODEL_SIZES
+    assert chapter3 < largest
 
 
 def test_the_conclusion_weighs_every_claim_twice():

@@ -32,7 +32,7 @@ def test_a_rule_revised_after_results_were_seen_says_so_instead_of_fixed_before_
     revised = verdict_box("C09", "claim", RULE, Verdict("refuted", "because"), "evidence", "scope",
                           revised="its cut was chosen <on review>")
     assert "rule fixed before the run" not in revised
-    assert "rule revised after results were seen (its cut was chosen &lt;on review&gt;)" in revised
+    assert "rule revised after results were seen: its cut was chosen &lt;on review&gt;. Its parameters: margin" in revised
 
 
 def test_readable_tables_have_words_for_headers_and_a_dash_for_missing_values():

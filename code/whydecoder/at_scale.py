@@ -19,7 +19,7 @@ from typing import Callable
 
 from .papers import UNCHECKED, published, value
 
-RELATIONS = ("agrees", "disagrees", "mixed", "not tested at scale")
+RELATIONS = ("agrees", "disagrees", "mixed", "part of ours", "not tested at scale")
 READINGS = ("supported", "refuted", "nuanced")
 
 
@@ -28,14 +28,16 @@ class AtScale:
     """One claim at scale: the papers (``data/papers/`` names), the sizes they span in
     words, how their findings read as a verdict on the claim (:data:`READINGS`), and
     ``finding``, which writes the finding with its numbers read from the papers' files;
-    ``summary``: the finding in a few words, for the landing page.
-    Defined in "The claims ledger"."""
+    ``summary``: the finding in a few words, for the landing page; ``within``: the paper's
+    numbers are among what our own rule reads, so they are part of our verdict, not a
+    second line beside it. Defined in "The claims ledger"."""
 
     papers: tuple[str, ...]
     sizes: str
     reading: str
     finding: Callable[[], str]
     summary: str = ""
+    within: bool = False
 
     def __post_init__(self):
         if self.reading not in READINGS:
@@ -75,7 +77,8 @@ def _c02() -> str:
             f"{_v(w, 'CD:FLM', 'EAI-Eval, after multitask finetuning')} (EAI-Eval) but "
             f"{_v(w, 'ND:PLM', 'T0-Eval, after multitask finetuning')} vs "
             f"{_v(w, 'CD:FLM', 'T0-Eval, after multitask finetuning')} (T0-Eval). Both suites are prompted tasks "
-            "scored by the likeliest answer, not open generation")
+            "scored by the likeliest answer, not open generation, and the two cells differ in objective (prefix "
+            "against full language modelling) as well as in mask")
 
 
 def _c09() -> str:
@@ -155,7 +158,7 @@ def _c01() -> str:
             f"{_v(t, shared, 'GLUE')} on GLUE against {_v(t, ed, 'GLUE')} unshared and {_v(t, prefix, 'GLUE')} for "
             f"the prefix LM of the same size, so it keeps most of its lead there; on CNN/Daily Mail "
             f"({_v(t, shared, 'CNNDM')} against {_v(t, ed, 'CNNDM')} and {_v(t, prefix, 'CNNDM')}) it keeps less "
-            "than half. These published scores are also among the readings our rule counts")
+            "than half")
 
 
 def _c08() -> str:
@@ -190,7 +193,7 @@ def _c21() -> str:
 
 #: The claims a paper at scale addresses. Every other claim is not tested at scale.
 AT_SCALE: dict[str, AtScale] = {
-    "C01": AtScale(("raffel2020_t5",), "about 220M parameters unshared", "nuanced", _c01),
+    "C01": AtScale(("raffel2020_t5",), "about 220M parameters unshared", "nuanced", _c01, within=True),
     "C02": AtScale(("wang2022_zeroshot",), "about 5B parameters", "nuanced", _c02),
     "C06": AtScale(("bhojanapalli2020_table1",), "336M parameters", "nuanced", _c06),
     "C08": AtScale(("haviv2022_nope",), "up to 1.3B parameters", "supported", _c08),
@@ -212,13 +215,16 @@ AT_SCALE: dict[str, AtScale] = {
 def relation(ours: str, claim_id: str) -> str:
     """How our verdict ``ours`` stands to the papers at scale on ``claim_id``: ``agrees``
     (the same verdict), ``disagrees`` (one supported, the other refuted), ``mixed`` (any
-    other pair: one of the two nuanced, or ours inconclusive), ``not tested at scale``.
-    Defined in "The claims ledger"."""
+    other pair: one of the two nuanced, or ours inconclusive), ``part of ours`` (our rule
+    reads the paper's numbers itself: no second line to agree or disagree),
+    ``not tested at scale``. Defined in "The claims ledger"."""
     if ours not in READINGS + ("inconclusive",):
         raise ValueError(f"unknown verdict {ours!r}; expected one of {READINGS + ('inconclusive',)}")
     at = AT_SCALE.get(claim_id)
     if at is None:
         return "not tested at scale"
+    if at.within:
+        return "part of ours"
     if ours == at.reading:
         return "agrees"
     if {ours, at.reading} == {"supported", "refuted"}:
@@ -235,7 +241,9 @@ def at_scale_line(claim_id: str, ours: str) -> str | None:
         return None
     unchecked = [p for p in at.papers if (_printed(p)["checked"] == UNCHECKED).any()]
     note = f" Numbers of {', '.join(unchecked)} not yet checked by a second reader." if unchecked else ""
-    return f"{at.finding()} ({at.sizes}). Read as {at.reading}; {relation(ours, claim_id)} with ours.{note}"
+    how = ("our rule reads these numbers itself, so they are part of our verdict, not a second line beside it"
+           if at.within else f"{relation(ours, claim_id)} with ours")
+    return f"{at.finding()} ({at.sizes}). Read as {at.reading}; {how}.{note}"
 
 
 def t5gemma_table():

@@ -170,7 +170,7 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
 
 #: The size of the models the book pretrains, in words (checked against the stored results by
 #: a test: the smallest of the scale sweep, the largest of chapter 3's).
-MODEL_SIZES = "about two thousand to half a million parameters"
+MODEL_SIZES = "about two thousand to six hundred thousand parameters"
 
 
 def _campaign_running() -> bool:
@@ -188,8 +188,9 @@ def chart_html(rows: list[dict]) -> str:
 
     from .report import VERDICT_COLOURS
 
-    marks = {"agrees": "=", "disagrees": "\u00d7", "mixed": "~", "not tested at scale": ""}
-    words = {"agrees": "agree", "disagrees": "disagree", "mixed": "are mixed", "not tested at scale": "do not test it"}
+    marks = {"agrees": "=", "disagrees": "\u00d7", "mixed": "~", "part of ours": "", "not tested at scale": ""}
+    words = {"agrees": "agree", "disagrees": "disagree", "mixed": "are mixed",
+             "part of ours": "are part of our own evidence", "not tested at scale": "do not test it"}
 
     def chip(r):
         colour = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
@@ -209,7 +210,7 @@ def chart_html(rows: list[dict]) -> str:
         lines.append(f'<div>{label.format(html.escape(CHART_LABELS[name]))}{chips}</div>')
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {o}' for o, c in VERDICT_COLOURS.items() if o != "untested")
     lines.append(f'<div style="color:#57606a;font-size:90%">{legend}; the papers at scale: = agree, &#215; disagree, '
-                 "~ mixed, no mark: not tested at scale</div></div>")
+                 "~ mixed, no mark: not tested at scale, or the papers' numbers are part of our own evidence</div></div>")
     return "".join(lines)
 
 

@@ -229,7 +229,7 @@ def verdict_box(claim_id: str, claim: str, rule, verdict, evidence: str, scope: 
         rows.append(("Rests on", html.escape(rests_on)))
     rows.append(("At scale", html.escape(at_scale) if at_scale else
                  "<span style='color:#57606a'>no paper at scale tests this claim</span>"))
-    when = (f"rule revised after results were seen ({html.escape(revised)})" if revised else
+    when = (f"rule revised after results were seen: {html.escape(revised)}. Its parameters" if revised else
             "rule fixed before the run")
     folded = [("Tested", f"{html.escape(rule.statement)} <span style='color:#57606a'>({when}: "
                          f"{html.escape(params)}; fingerprint <code>{rule.fingerprint()}</code>{migrated})</span>"),

@@ -675,9 +675,12 @@ def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     slopes = {name: gap_slope(results, read) for name, (read, _) in C12_MEASURES.items()}
     described = "; ".join(f"{name} {slope} per decade" for name, slope in slopes.items())
     own = {a: np.mean([r["own_loss"] for r in runs(results, a)[smallest].values()]) for a in ("decoder", "encoder")}
+    cuts = ", ".join(str(c) for c in results["settings"].get("cuts", ())) or "a few lengths"
     text = (f"{verdict.reason}. Described, not judged: slope of the decoder's lead over the masked LM against "
             f"log10 parameters (95% t over {len(results['settings']['seeds'])} seeds): {described}. Own-objective "
-            f"loss at the smallest size: decoder {own['decoder']:.3f}, masked LM {own['encoder']:.3f}, baseline "
+            f"loss at the smallest size, over every position of the validation rows (C16 reads the next-byte loss "
+            f"after contexts of {cuts} bytes instead, which is lower): decoder {own['decoder']:.3f}, masked LM "
+            f"{own['encoder']:.3f}, baseline "
             f"{results['baseline']['nats_per_byte']:.3f}.")
     return Evidence(text, _scope(results), rests_on=_c12_rests_on(results, verdict))
 
