@@ -206,7 +206,7 @@ AT_SCALE: dict[str, AtScale] = {
     "C18": AtScale(("zhang2025_redllm", "zhang2025_t5gemma"), "150M to 9B parameters", "nuanced", _c18,
                    "the decoder pretrains to the better quality per parameter but not per FLOP, and after "
                    "instruction tuning an encoder-decoder matches or beats it at lower inference cost "
-                   "(RedLLM, T5Gemma)"),
+                   "(the RedLLM and T5Gemma papers)"),
     "C20": AtScale(("jiang2024_mixtral", "sun2023_retnet"), "7B to 70B parameters", "supported", _c20),
     "C21": AtScale(("dettmers2023_qlora",), "7B to 65B parameters", "supported", _c21),
 }

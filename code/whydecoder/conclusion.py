@@ -153,7 +153,8 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
     if _campaign_running():
         where = f"{{doc}}`the fair head-to-head <{head_to_head}>`" if links else "the fair head-to-head, under Scale"
         sentences.append("That head-to-head gave the encoder-decoder no direct way to find the end of its source, and "
-                         "it did not learn; a fair one, each architecture at its best and every arm gated, is running "
+                         "it did not learn; a fair one is running, in which each architecture gets its own recipe and "
+                         "learning rate and a model that learned nothing is compared with nothing "
                          f"({where}).")
     tallies = [f"of the {len(g)} {ROLE_WORDS[name] if len(g) > 1 else SINGULAR[name]}, {_tally(g)}"
                for name in ("reason", "counter-argument")
@@ -169,7 +170,7 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
 
 
 #: The size of the models the book pretrains, in words (checked against the stored results by
-#: a test: the smallest of the scale sweep, the largest of chapter 3's).
+#: a test: the smallest of the scale sweep, the largest of the head-to-head's).
 MODEL_SIZES = "about two thousand to six hundred thousand parameters"
 
 
