@@ -83,13 +83,13 @@ def test_stored_results_were_judged_by_the_current_rules(name):
     assert module.load_complete() is not None
 
 
-def test_the_map_on_how_to_read_is_the_modules_own():
-    """The module -> page -> claims -> data map is generated from the modules' declarations;
-    the page's copy cannot drift from them."""
+def test_the_map_on_reproducing_is_the_modules_own():
+    """The module -> page -> claims -> data map ("Reproducing the runs") is generated from
+    the modules' declarations; the page's copy cannot drift from them."""
     from whydecoder.experiments import experiment_map
     from whydecoder.paths import CHAPTERS, ROOT
 
-    assert experiment_map() in (ROOT / "book" / "how_to_read.md").read_text(encoding="utf-8")
+    assert experiment_map() in (ROOT / "book" / "reproducing.md").read_text(encoding="utf-8")
     for name, module in MODULES.items():
         assert (CHAPTERS / f"{module.PAGE}.ipynb").exists(), name
         for claim in getattr(module, "CLAIMS", ()):

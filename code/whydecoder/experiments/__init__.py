@@ -46,10 +46,10 @@ NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
 
 
 def experiment_map() -> str:
-    """The map "How to read this book" shows, as a Markdown table: each module, the page
+    """The map "Reproducing the runs" shows, as a Markdown table: each module, the page
     that shows it, the claims it decides (``CLAIMS``) or informs (``INFORMS``) and its
     folder in ``data/``, from the modules' own declarations (a test keeps the page's copy
-    equal to it). Defined in "How to read this book"."""
+    equal to it). Defined in "Reproducing the runs"."""
     import importlib
 
     rows = ["| module | page that shows it | claims | folder in `data/` |", "|---|---|---|---|"]
