@@ -241,8 +241,9 @@ def at_scale_line(claim_id: str, ours: str) -> str | None:
         return None
     unchecked = [p for p in at.papers if (_printed(p)["checked"] == UNCHECKED).any()]
     note = f" Numbers of {', '.join(unchecked)} not yet checked by a second reader." if unchecked else ""
+    stands = relation(ours, claim_id)
     how = ("our rule reads these numbers itself, so they are part of our verdict, not a second line beside it"
-           if at.within else f"{relation(ours, claim_id)} with ours")
+           if stands == "part of ours" else f"{stands} with ours")
     return f"{at.finding()} ({at.sizes}). Read as {at.reading}; {how}.{note}"
 
 
