@@ -190,7 +190,7 @@ def test_report_helpers_refuse_bad_input():
     with pytest.raises(TypeError, match="takes a number"):
         report.large_number("5")
     assert report.large_number(np.int64(12345678)) == "12.3 million"
-    with pytest.raises(TypeError, match="chapter is named by its folder"):
+    with pytest.raises(TypeError, match="chapter is named by its folder.*or by a page in it"):
         report.chapter_page(3)
     row = dict(zip(ledger.COLUMNS, ["C01", "c", "s", "p", "", "maybe", "", "", "", ""], strict=True))
     with pytest.raises(ValueError, match="verdict 'maybe'"):

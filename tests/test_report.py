@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from whydecoder import report
 from whydecoder.report import LEDGER_FROM_CHAPTER, readable_table, setting_note, verdict_box
 from whydecoder.verdicts import Rule, Verdict
 
@@ -89,3 +90,12 @@ def test_the_ledger_reads_at_a_glance_and_folds_its_evidence():
              "loss 1.0 &lt;2.0&gt;"]
     assert [table.index(x) for x in order] == sorted(table.index(x) for x in order)
     assert "Wang et al. 2022" in table and "Encoder vs decoder" in table
+
+
+def test_a_claim_links_to_a_chapter_or_to_one_page_in_it():
+    """A chapter folder links to its opening page; ``folder/page`` to that page; a page
+    that does not exist yet links nowhere."""
+    assert report.chapter_page("03_encoder_vs_decoder") == "../chapters/03_encoder_vs_decoder/encoder_vs_decoder.html"
+    assert report.chapter_page("03_encoder_vs_decoder/positions") == "../chapters/03_encoder_vs_decoder/positions.html"
+    assert report.chapter_title("03_encoder_vs_decoder/positions").startswith("Positions")
+    assert report.chapter_page("03_encoder_vs_decoder/no_such_page") is None

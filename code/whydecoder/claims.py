@@ -115,7 +115,8 @@ def protocol_stop(rule, results: dict, verdict: Verdict, unit: str = "seed") -> 
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """One claim: ``id``; ``claim``, in the sources' words (one place: the ledger and the
-    page's verdict box read it here); ``chapter``, the page's folder; ``load``, the results
+    page's verdict box read it here); ``chapter``, the page that tests it (its chapter's folder for
+    a chapter's opening page, ``"folder/page"`` for a section); ``load``, the results
     the ledger is computed from (``None`` when they are not stored complete); ``judge``,
     results to :class:`~whydecoder.verdicts.Verdict` (the claim's rule); ``evidence``,
     ``(results, verdict, rows)`` to :class:`Evidence` (``rows``: the ledger's other rows,

@@ -12,14 +12,19 @@ VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "nuanced": "#9a
 
 
 def _chapter_notebook(slug: str) -> Path | None:
-    """The notebook that opens a chapter folder (the first of the folder's pages in
-    ``_toc.yml``, else its first by name), or ``None`` when there is none yet."""
+    """The notebook of a chapter folder (the first of the folder's pages in ``_toc.yml``,
+    else its first by name) or of one page in it (``"folder/page"``), or ``None`` when there
+    is none yet."""
     import re
 
     if slug is not None and not isinstance(slug, str):
-        raise TypeError(f"a chapter is named by its folder (text such as '04_low_rank'), got {slug!r}")
+        raise TypeError(f"a chapter is named by its folder (text such as '04_low_rank') or by a page in it "
+                        f"('03_encoder_vs_decoder/positions'), got {slug!r}")
     if not slug:
         return None
+    if "/" in slug:
+        notebook = ROOT / "chapters" / f"{slug}.ipynb"
+        return notebook if notebook.exists() else None
     toc = ROOT / "_toc.yml"
     if toc.exists():
         listed = re.findall(rf"file:\s*chapters/{re.escape(slug)}/(\S+)", toc.read_text(encoding="utf-8"))
@@ -32,10 +37,10 @@ def _chapter_notebook(slug: str) -> Path | None:
 
 
 def chapter_page(slug: str) -> str | None:
-    """The built page of a chapter folder, relative to a page in ``book/``, or ``None``
+    """The built page of a chapter folder (or of ``"folder/page"``), relative to a page in ``book/``, or ``None``
     when the chapter does not exist yet. Defined in "The claims ledger"."""
     notebook = _chapter_notebook(slug)
-    return f"../chapters/{slug}/{notebook.stem}.html" if notebook else None
+    return f"../chapters/{notebook.parent.name}/{notebook.stem}.html" if notebook else None
 
 
 def chapter_title(slug: str) -> str | None:

@@ -365,7 +365,7 @@ RULES = {"C08": Rule(
 
 
 CLAIMS = (Claim("C08", "The causal mask carries position: a decoder can work without positional encoding; a "
-                "bidirectional model cannot", "03_encoder_vs_decoder", stored_results(sys.modules[__name__]),
+                "bidirectional model cannot", "03_encoder_vs_decoder/positions", stored_results(sys.modules[__name__]),
                 RULES["C08"], c08_evidence),)
 
 

@@ -356,7 +356,8 @@ RULES = {"C14": Rule(
     {"min_seeds": 5, "margin": 0.1, "gate_nats": 0.5, "gate_accuracy": 0.05}, _c14_decide, seeds=_c14_seeds)}
 
 
-CLAIMS = (Claim("C14", "Encoder-only models cannot generate well; they suit understanding tasks", "03_encoder_vs_decoder",
+CLAIMS = (Claim("C14", "Encoder-only models cannot generate well; they suit understanding tasks",
+                "03_encoder_vs_decoder/generation",
                 stored_results(sys.modules[__name__]), RULES["C14"], c14_evidence),)
 
 

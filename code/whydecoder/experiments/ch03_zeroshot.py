@@ -430,9 +430,9 @@ RULES = {
 
 CLAIMS = (
     Claim("C09", "Decoder-only with next-token prediction generalizes best zero-shot after self-supervised "
-          "pretraining", "03_encoder_vs_decoder", stored_results(sys.modules[__name__]), RULES["C09"], c09_evidence),
+          "pretraining", "03_encoder_vs_decoder/zero_shot", stored_results(sys.modules[__name__]), RULES["C09"], c09_evidence),
     Claim("C10", "Encoder-decoder needs multitask finetuning to shine; after it the ranking can flip",
-          "03_encoder_vs_decoder", stored_results(sys.modules[__name__]), RULES["C10"], c10_evidence),
+          "03_encoder_vs_decoder/zero_shot", stored_results(sys.modules[__name__]), RULES["C10"], c10_evidence),
 )
 
 

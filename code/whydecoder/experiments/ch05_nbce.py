@@ -477,7 +477,7 @@ def c17_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
 
 
 CLAIMS = (Claim("C17", "Naive-Bayes context extension (NBCE) lets an LM read contexts longer than its training "
-                "length without finetuning", "05_in_context_learning", stored_results(sys.modules[__name__]),
+                "length without finetuning", "05_in_context_learning/nbce", stored_results(sys.modules[__name__]),
                 RULES["C17"], c17_evidence,
                 revised="the rule that counts cells was rewritten after a first run's results had been seen, and the "
                 "experiment was run again under it"),)
