@@ -165,10 +165,10 @@ def test_c01_rule_is_inconclusive_without_any_lead():
 
 
 @pytest.mark.parametrize("changes, says", [
-    ({}, "both tasks learned by the decoder and the prefix-LM, five seeds each; both readings clear of the margin"),
+    ({}, "both tasks learned by the decoder and the prefix-LM, five seeds each; both readings clear of zero or inside the margin"),
     ({"addition": (2.2, 0.9)}, "nothing compared: one of two tasks learned by the decoder and the prefix-LM "
                                "(continuation), five seeds each"),
-    ({"text": (1.63, 1.60), "wobble": 0.08}, "; one of two readings clear of the margin (addition)"),
+    ({"text": (1.63, 1.60), "wobble": 0.08}, "; one of two readings clear of zero or inside the margin (addition)"),
     ({"seeds": 3}, "nothing compared: three seeds, fewer than the 5 the rule asks for"),
 ])
 def test_c02_evidence_says_what_the_verdict_rests_on(changes, says):

@@ -243,7 +243,7 @@ def test_c12_evidence_says_what_the_verdict_rests_on():
     grown = _with_scope(fake(lead(0.1), grows(0.1), grows(0.1)))
     assert one_line(sc.c12_evidence(grown, rule(grown)).rests_on) == (
         "six sizes x two architectures (decoder, masked LM), five seeds each; both past the unigram gate at the "
-        "smallest size; all three slopes clear of the margin")
+        "smallest size; all three slopes clear of zero or inside the margin")
     unlearned = _with_scope(fake(lead(0.1), grows(0.1), grows(0.1), own=lambda a, n, k: 3.25))
     assert sc.c12_evidence(unlearned, rule(unlearned)).rests_on.startswith(
         "nothing compared: at the smallest size neither the decoder nor the masked LM passed the unigram gate")

@@ -347,7 +347,7 @@ def _learned_arms(results: dict, runs: list[dict], key: str, names, baseline: fl
 
 def _c02_rests_on(results: dict, verdict: Verdict) -> str:
     """What C02's verdict rests on, counted: the tasks both arms learned (the gate), the
-    seeds, and how many of their readings were clear of the margin."""
+    seeds, and how many of their readings were clear of zero or inside the margin."""
     rule = RULES["C02"]
     stop = protocol_stop(rule, results, verdict)
     if stop:
@@ -360,7 +360,7 @@ def _c02_rests_on(results: dict, verdict: Verdict) -> str:
     if len(both) < len(TASKS):
         return f"nothing compared: {head}"
     clear = [t for t in TASKS if verdict.numbers[t]["reading"] != "unclear"]
-    return (f"{head}; {counted_of(len(clear), len(TASKS), 'reading')} clear of the margin"
+    return (f"{head}; {counted_of(len(clear), len(TASKS), 'reading')} clear of zero or inside the margin"
             + (f" ({', '.join(clear)})" if 0 < len(clear) < len(TASKS) else ""))
 
 

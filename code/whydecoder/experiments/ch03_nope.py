@@ -335,7 +335,7 @@ def _c08_rests_on(results: dict, verdict: Verdict) -> str:
         return f"nothing compared: {gate}; {run}"
     n = verdict.numbers
     clear = sum(n[k] != "unclear" for k in ("masked_reading", "causal_reading"))
-    return f"{run}; {gate}; {counted_of(clear, 2, 'paired gap')} clear of the margin, plus a probe and a shuffle test"
+    return f"{run}; {gate}; {counted_of(clear, 2, 'paired gap')} clear of zero or inside the margin, plus a probe and a shuffle test"
 
 
 def c08_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

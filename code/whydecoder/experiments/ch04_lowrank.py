@@ -957,7 +957,7 @@ def _c06_rests_on(results: dict, verdict: Verdict) -> str:
     readings = [verdict.numbers["cost_reading"], *verdict.numbers["help_reading"].values()]
     clear = sum(r != "unclear" for r in readings)
     return (f"{run}; {past}, {counted_of(flat, len(rows), 'training curve')} flat at the end; "
-            f"{counted_of(clear, len(readings), 'paired reading')} clear of the margin")
+            f"{counted_of(clear, len(readings), 'paired reading')} clear of zero or inside the margin")
 
 
 def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

@@ -586,7 +586,7 @@ RULES = {"C11": Rule(
 def _c11_rests_on(results: dict, verdict: Verdict) -> str:
     """What C11's verdict rests on, counted: the tasks both the decoder and the
     encoder-decoder learned (the gate), the seeds, and how many of those tasks' readings
-    were clear of the margin."""
+    were clear of zero or inside the margin."""
     rule = RULES["C11"]
     stop = protocol_stop(rule, results, verdict)
     if stop:
@@ -603,8 +603,8 @@ def _c11_rests_on(results: dict, verdict: Verdict) -> str:
         return f"nothing compared: {head}"
     clear = sum(r != "unclear" for r in n["readings"].values())
     if len(both) == 1:
-        return f"{head}; its reading {'clear of the margin' if clear else 'unclear'}"
-    return f"{head}; {counted_of(clear, len(both), 'reading')} clear of the margin"
+        return f"{head}; its reading {'clear of zero or inside the margin' if clear else 'unclear'}"
+    return f"{head}; {counted_of(clear, len(both), 'reading')} clear of zero or inside the margin"
 
 
 def c11_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

@@ -665,7 +665,7 @@ def _c12_rests_on(results: dict, verdict: Verdict) -> str:
     clear = sum(r != "unclear" for r in n["readings"].values())
     return (f"{_sweep_run(results, ('decoder', 'encoder'), rule, named=True)}; both past the unigram gate at the "
             "smallest size; "
-            f"{counted_of(clear, len(n['readings']), 'slope')} clear of the margin")
+            f"{counted_of(clear, len(n['readings']), 'slope')} clear of zero or inside the margin")
 
 
 def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
