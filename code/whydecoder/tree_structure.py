@@ -120,9 +120,10 @@ def c19_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
             f"(Sept 2023 on), {a19['departs']:.0%} depart from the dense attention block (experts {a19['moe']:.0%}, "
             f"latent attention {a19['mla']:.0%}, recurrent or hybrid layers {a19['recurrent_layers']:.0%}) against "
             f"{b19['departs']:.0%} of {b19['models']} from 2020 to Aug 2023; one row per family: "
-            f"{a19['family_departs']:.0%} against {b19['family_departs']:.0%}; on the decoder-only branch "
-            f"{a19['decoder_branch']:.0%} against {b19['decoder_branch']:.0%}, plain decoders (that branch, no departure) "
-            f"{a19['plain_decoders']:.0%} against {b19['plain_decoders']:.0%}; median training tokens "
+            f"{a19['family_departs']:.0%} against {b19['family_departs']:.0%}; decoder-only: "
+            f"{a19['decoder_branch']:.0%} of the later models against {b19['decoder_branch']:.0%} before; plain dense "
+            f"decoders (decoder-only with no departure): {a19['plain_decoders']:.0%} against "
+            f"{b19['plain_decoders']:.0%}; median training tokens "
             f"{b19['median_tokens_t']:g}T -> {a19['median_tokens_t']:g}T.")
     scope = ("A curated dataset of notable releases (announcements, not use), the features as their papers, model "
              "cards or announcements state them; closed models without a published architecture are not counted.")

@@ -248,9 +248,11 @@ def _c02_decide(results: dict, p: dict) -> Verdict:
         gap = task_gap(results, task)
         readings[task] = compare(gap, p["margin"] * means["decoder"])
         numbers[task] = {"gap": gap.__dict__, "reading": readings[task], **means}
-    if "unclear" in readings.values():
-        return Verdict("inconclusive", "on " + ", ".join(t for t, r in readings.items() if r == "unclear")
-                       + " the interval straddles the margin", numbers)
+    unclear = [t for t, r in readings.items() if r == "unclear"]
+    if unclear:
+        return Verdict("inconclusive", "on " + " and ".join(unclear)
+                       + (" the interval straddles" if len(unclear) == 1 else " both intervals straddle")
+                       + " the margin", numbers)
     gains = [r == "higher" for r in readings.values()]
     if all(gains):
         return Verdict("refuted", "the prefix-LM generated better on every task", numbers)
