@@ -93,6 +93,10 @@ def paired_differences(first: dict, second: dict) -> list[float]:
     return out
 
 
+#: A reading that is not ``"unclear"`` (:func:`compare`), in the words the verdicts' rests-on lines use.
+READ_CLEARLY = "clear of zero or inside the margin"
+
+
 def compare(interval: Interval, margin: float) -> str:
     """Read an interval of differences (first minus second) against an equivalence margin:
 

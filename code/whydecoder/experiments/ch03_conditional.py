@@ -30,7 +30,7 @@ from ..results import load_complete as load_stored
 from ..run_scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline
 from ..train import RunSizes, evaluate, exact_match, train
-from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("conditional")
 #: The page that shows it (under ``chapters/``).
@@ -362,7 +362,7 @@ def _c02_rests_on(results: dict, verdict: Verdict) -> str:
     if len(both) < len(TASKS):
         return f"nothing compared: {head}"
     clear = [t for t in TASKS if verdict.numbers[t]["reading"] != "unclear"]
-    return (f"{head}; {counted_of(len(clear), len(TASKS), 'reading')} clear of zero or inside the margin"
+    return (f"{head}; {counted_of(len(clear), len(TASKS), 'reading')} {READ_CLEARLY}"
             + (f" ({', '.join(clear)})" if 0 < len(clear) < len(TASKS) else ""))
 
 

@@ -36,7 +36,7 @@ from ..results import load_complete as load_stored
 from ..run_scale import current_scale
 from ..text import corpus_tokens, random_chunks, unigram_baseline, with_bos
 from ..train import RunSizes, evaluate, train
-from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("nope")
 #: The page that shows it (under ``chapters/``).
@@ -335,7 +335,7 @@ def _c08_rests_on(results: dict, verdict: Verdict) -> str:
         return f"nothing compared: {gate}; {run}"
     n = verdict.numbers
     clear = sum(n[k] != "unclear" for k in ("masked_reading", "causal_reading"))
-    return f"{run}; {gate}; {counted_of(clear, 2, 'paired gap')} clear of zero or inside the margin, plus a probe and a shuffle test"
+    return f"{run}; {gate}; {counted_of(clear, 2, 'paired gap')} {READ_CLEARLY}, plus a probe and a shuffle test"
 
 
 def c08_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

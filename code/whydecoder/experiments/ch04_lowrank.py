@@ -64,7 +64,7 @@ from ..results import load_complete as load_stored
 from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_text, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train
-from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("lowrank")
 #: The page that shows it (under ``chapters/``).
@@ -957,7 +957,7 @@ def _c06_rests_on(results: dict, verdict: Verdict) -> str:
     readings = [verdict.numbers["cost_reading"], *verdict.numbers["help_reading"].values()]
     clear = sum(r != "unclear" for r in readings)
     return (f"{run}; {past}, {counted_of(flat, len(rows), 'training curve')} flat at the end; "
-            f"{counted_of(clear, len(readings), 'paired reading')} clear of zero or inside the margin")
+            f"{counted_of(clear, len(readings), 'paired reading')} {READ_CLEARLY}")
 
 
 def c06_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

@@ -35,7 +35,7 @@ from ..paths import results_dir
 from ..results import judged_settings, run_sections
 from ..results import load_complete as load_stored
 from ..run_scale import current_scale
-from ..verdicts import Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("icl")
 #: The page that shows it (under ``chapters/``).
@@ -603,8 +603,8 @@ def _c11_rests_on(results: dict, verdict: Verdict) -> str:
         return f"nothing compared: {head}"
     clear = sum(r != "unclear" for r in n["readings"].values())
     if len(both) == 1:
-        return f"{head}; its reading {'clear of zero or inside the margin' if clear else 'unclear'}"
-    return f"{head}; {counted_of(clear, len(both), 'reading')} clear of zero or inside the margin"
+        return f"{head}; its reading {READ_CLEARLY if clear else 'unclear'}"
+    return f"{head}; {counted_of(clear, len(both), 'reading')} {READ_CLEARLY}"
 
 
 def c11_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:

@@ -63,7 +63,7 @@ from ..results import load_complete as load_stored
 from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train, warmed_up
-from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("scale")
 #: The page that shows it (under ``chapters/``).
@@ -665,7 +665,7 @@ def _c12_rests_on(results: dict, verdict: Verdict) -> str:
     clear = sum(r != "unclear" for r in n["readings"].values())
     return (f"{_sweep_run(results, ('decoder', 'encoder'), rule, named=True)}; both past the unigram gate at the "
             "smallest size; "
-            f"{counted_of(clear, len(n['readings']), 'slope')} clear of zero or inside the margin")
+            f"{counted_of(clear, len(n['readings']), 'slope')} {READ_CLEARLY}")
 
 
 def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
