@@ -318,7 +318,12 @@ def _c09_decide(results: dict, p: dict) -> Verdict:
     if "unclear" in readings.values():
         return Verdict("inconclusive", "an interval straddles its margin: more seeds are needed to tell", numbers)
     if set(readings.values()) == {"better"}:
-        return Verdict("supported", "CD:FLM generalised best zero-shot, ahead of every other cell", numbers)
+        learners = [c for c in readings if learned(_mean(results, c, "pretrained"), baseline, lower_is_better=True,
+                                                   by=p["gate_nats"])]
+        which = (f"of which only {', '.join(learners)} also beat the answer-format baseline" if learners
+                 else "none of which beat the answer-format baseline")
+        return Verdict("supported", f"CD:FLM had the lowest held-out loss zero-shot, below every other cell's ({which}; "
+                       "a lead over a cell that learned nothing counts for little)", numbers)
     return Verdict("nuanced", f"CD:FLM is tied with {[c for c, r in readings.items() if r == 'equivalent']}", numbers)
 
 
