@@ -28,7 +28,8 @@ def test_strength_counts_a_second_line_on_real_models():
 def test_the_answer_states_the_question_and_counts_by_id():
     text = conclusion.answer_markdown(rows(C01="supported", C02="supported", C03="refuted", C05="nuanced",
                                            C18="refuted"))
-    assert "head-to-head refutes it" in text and "**nuanced**" in text  # ours, and the papers at scale
+    assert "understanding tasks) refutes it" in text and "**nuanced**" in text  # ours, and the papers at scale
+    assert "{doc}`fair head-to-head <../chapters/08_scale/head_to_head>`" in text
     assert "Of the 3 reasons offered for decoder-only, 2 hold (C01 and C02) and 1 fails (C03)" in text
     assert "of the 1 counter-argument, 1 holds only in part (C05)" in text
     assert "{doc}`conclusion <../chapters/09_conclusion/conclusion>`" in text

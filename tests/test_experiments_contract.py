@@ -26,6 +26,7 @@ def test_the_package_lists_every_experiment():
     assert set(experiments.NOT_YET_UNDER_PROTOCOL) <= set(FOUND)
     assert set(experiments.SECOND_LINES) <= set(FOUND)
     assert set(experiments.STAGES) <= set(FOUND) and set(experiments.IN_PROGRESS) <= set(FOUND)
+    assert set(experiments.SUPERSEDED) <= set(FOUND)
 
 
 @pytest.mark.parametrize("name", FOUND)
@@ -58,8 +59,18 @@ def test_rules_belong_to_the_experiments_under_the_protocol(name):
 
 
 def test_no_claim_has_two_rules():
-    owners = [claim for name in STORED for claim in MODULES[name].RULES]
+    owners = [claim for name in STORED if name not in experiments.SUPERSEDED for claim in MODULES[name].RULES]
     assert len(owners) == len(set(owners)), owners
+
+
+def test_a_superseded_experiment_decides_nothing_and_its_repair_decides_its_claims():
+    """The first attempt keeps its rules and stored results (its page shows what they read),
+    and the claims it names are decided by another module."""
+    decided = {claim.id for module in MODULES.values() for claim in getattr(module, "CLAIMS", ())}
+    for name in experiments.SUPERSEDED:
+        module = MODULES[name]
+        assert module.CLAIMS == () and module.RULES and set(module.INFORMS) == set(module.RULES)
+        assert set(module.INFORMS) <= decided
 
 
 def test_a_campaign_in_progress_decides_nothing_yet():

@@ -238,3 +238,44 @@ def test_the_device_reaches_the_experiments(monkeypatch):
     with pytest.raises(ValueError, match="sees 1 GPU"):
         with using_device("cuda:1"):
             pass
+
+
+# ---------------------------------------------------------------- what each verdict rests on
+
+GOOD = {"decoder": lambda i: 2.5 - 0.1 * i, "prefix-lm": lambda i: 2.7 - 0.1 * i,
+        "encoder-decoder": lambda i: 2.7 - 0.1 * i, "encoder": lambda i: 2.8 - 0.1 * i}
+
+
+def test_c18_evidence_says_what_the_verdict_rests_on():
+    results = synthetic(GOOD, {a: flat(0.8) for a in h.ARCHS} | {"decoder": flat(0.9)})
+    claim = {c.id: c for c in m.CLAIMS}["C18"]
+    verdict, evidence = claim.decide(results, [])
+    assert verdict.outcome == "supported"
+    assert evidence.rests_on == (
+        "five sizes x four architectures, five seeds each; all 12 architecture-and-family pairs past the gate at "
+        "some size; all eight cells counted, in all three task families; all eight counted cells decided (best or "
+        "beaten)")
+    assert "Read over the two generation families alone (described, not judged): supported" in evidence.text
+    for k in (3, 4):
+        del results[f"encoder:d112:{k}"]
+    assert "five seeds each (three at the largest)" in claim.decide(results, [])[1].rests_on
+    unlearned = synthetic(GOOD, {a: flat(0.8) for a in h.ARCHS})
+    unlearned["decoder:d32:0"]["lr"] = 0.5
+    assert claim.decide(unlearned, [])[1].rests_on.startswith(
+        "nothing compared: decoder at d32 trained at another rate than the grid's (seeds [0])")
+
+
+def test_c12_and_c16_evidence_say_what_the_verdicts_rest_on(monkeypatch):
+    claims = {c.id: c for c in m.CLAIMS}
+    grows = synthetic({**GOOD, "decoder": lambda i: 2.6 - 0.2 * i, "encoder": lambda i: 2.7 - 0.1 * i},
+                      {**{a: flat(0.7) for a in h.ARCHS}, "decoder": lambda i: 0.6 + 0.05 * i,
+                       "encoder": lambda i: 0.6 + 0.02 * i})
+    assert claims["C12"].decide(grows)[1].rests_on == (
+        "five sizes x four architectures, five seeds each; the decoder and the masked LM both past their gates at "
+        "three sizes or more in all three task families; all three slopes clear of zero or inside the margin")
+    slow = m.extrapolate  # few bootstrap replicates keep the test fast
+    monkeypatch.setattr(m, "extrapolate", lambda xs, losses, replicates, seed: slow(xs, losses, 20, seed))
+    rests_on = claims["C16"].decide(grows)[1].rests_on
+    assert rests_on.startswith("five sizes x four architectures, five seeds each; all four architectures past the "
+                               "continuation gate at four sizes or more, the largest among them; ") and \
+        rests_on.endswith("predictions of the largest size clear")

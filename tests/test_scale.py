@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import one_line
 from whydecoder import sweep
 from whydecoder.experiments import ch08_scale as sc
 from whydecoder.model import Transformer
@@ -232,48 +231,3 @@ def test_a_partial_sweep_runs_in_submitit_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="no experiment module"):
         sweep.sweep("ch99_nothing", "smoke", 2, "local", folder, out)
 
-
-def _with_scope(results: dict) -> dict:
-    results["settings"] |= {"seeds": [0, 1, 2, 3, 4], "bytes_per_parameter": 40, "steps": 250}
-    return results
-
-
-def test_c12_evidence_says_what_the_verdict_rests_on():
-    rule = sc.RULES["C12"]
-    grown = _with_scope(fake(lead(0.1), grows(0.1), grows(0.1)))
-    assert one_line(sc.c12_evidence(grown, rule(grown)).rests_on) == (
-        "six sizes x two architectures (decoder, masked LM), five seeds each; both past the unigram gate at the "
-        "smallest size; all three slopes clear of zero or inside the margin")
-    unlearned = _with_scope(fake(lead(0.1), grows(0.1), grows(0.1), own=lambda a, n, k: 3.25))
-    assert sc.c12_evidence(unlearned, rule(unlearned)).rests_on.startswith(
-        "nothing compared: at the smallest size neither the decoder nor the masked LM passed the unigram gate")
-
-
-def test_c16_evidence_says_what_the_verdict_rests_on(monkeypatch):
-    slow = sc.extrapolation  # few bootstrap replicates, in the rule and in the evidence, to keep the test fast
-    monkeypatch.setattr(sc, "extrapolation", lambda results, arch, axis="parameters", replicates=500, seed=0:
-                        slow(results, arch, axis, 20, seed))
-    same = _with_scope(fake(per_arch({a: law() for a in sc.ARCHS})))
-    assert one_line(sc.c16_evidence(same, sc.RULES["C16"](same)).rests_on) == (
-        "six sizes x four architectures, five seeds each; the smallest decoder past the unigram gate; all four "
-        "predictions of the largest size clear")
-    unlearned = _with_scope(fake(per_arch({a: law() for a in sc.ARCHS}), baseline=2.0))
-    assert sc.c16_evidence(unlearned, sc.RULES["C16"](unlearned)).rests_on == (
-        "nothing compared: the smallest decoder did not pass the unigram gate; six sizes x four architectures, five "
-        "seeds each")
-
-
-def test_c18_evidence_says_what_the_verdict_rests_on():
-    rule = sc.RULES["C18"]
-    better = {"decoder": 0.0, "prefix-lm": 0.1, "encoder-decoder": 0.2, "encoder": 0.3}
-
-    def offset(d):
-        return lambda a, n, k: law()(n) + d[a] + noise(k)
-
-    compared = _with_scope(fake(offset(better)))
-    assert one_line(sc.c18_evidence(compared, rule(compared), []).rests_on) == (
-        "six sizes x four architectures, five seeds each; all four architectures past the unigram gate at the largest "
-        "size; rivals compared: 3 at equal parameters, 2 at equal FLOPs; both settings decided")
-    failed = _with_scope(fake(offset(dict(better, encoder=2.5))))
-    assert sc.c18_evidence(failed, rule(failed), []).rests_on.startswith(
-        "nothing compared: three of four architectures past the unigram gate at the largest size (not the masked LM)")

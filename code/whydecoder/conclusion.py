@@ -148,14 +148,11 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
         headline = "the evidence is mixed"
     sentences = [
         f"**The short answer: {headline}.** The sources conclude that decoder-only is the best choice at equal "
-        f"parameters and equal inference cost. The book's own head-to-head {ours} on next-byte loss; the papers "
-        f"that compared the architectures at {at.sizes} read it as **{at.reading}**: {at.summary}."]
-    if _campaign_running():
-        where = f"{{doc}}`the fair head-to-head <{head_to_head}>`" if links else "the fair head-to-head, under Scale"
-        sentences.append("That head-to-head gave the encoder-decoder no direct way to find the end of its source, and "
-                         "it did not learn; a fair one is running, in which each architecture gets its own recipe and "
-                         "learning rate and a model that learned nothing is compared with nothing "
-                         f"({where}).")
+        f"parameters and equal inference cost. The book's own "
+        + (f"{{doc}}`fair head-to-head <{head_to_head}>`" if links else "fair head-to-head")
+        + f" (each architecture with its own recipe and learning rate, every arm gated, on continuation, "
+        f"transformation and understanding tasks) {ours}; the papers that compared the architectures at {at.sizes} "
+        f"read it as **{at.reading}**: {at.summary}."]
     tallies = [f"of the {len(g)} {ROLE_WORDS[name] if len(g) > 1 else SINGULAR[name]}, {_tally(g)}"
                for name in ("reason", "counter-argument")
                for g in [[r for r in rows if r["id"] in ROLES[name]]] if g]
@@ -172,13 +169,6 @@ def answer_markdown(rows: list[dict] | None = None, conclusion: str = "../chapte
 #: The size of the models the book pretrains, in words (checked against the stored results by
 #: a test: the smallest of the scale sweep, the largest of the head-to-head's).
 MODEL_SIZES = "about two thousand to six hundred thousand parameters"
-
-
-def _campaign_running() -> bool:
-    """Whether the fair head-to-head is still a campaign in progress."""
-    from .experiments import IN_PROGRESS
-
-    return "ch08_head_to_head" in IN_PROGRESS
 
 
 def chart_html(rows: list[dict]) -> str:

@@ -21,6 +21,10 @@ grid): it owns no rules and names the claims it informs. A module listed in
 :data:`IN_PROGRESS` is a campaign whose full run is still being stored part by part: it
 decides nothing yet and may have no complete stored results.
 
+A module listed in :data:`SUPERSEDED` was replaced by a repair that decides its claims
+now: it keeps its rules and stored results, decides nothing, and names the claims in
+``INFORMS``.
+
 A module listed in :data:`NOT_YET_UNDER_PROTOCOL` still decides its claims with the
 functions it had before the protocol (its stored results predate it) and owns no
 ``RULES`` yet; the list only shrinks.
@@ -40,7 +44,11 @@ STAGES = ("ch08_lr_grid",)
 #: Campaigns still running: their rules and settings are committed, their full run is stored
 #: part by part across sessions, and until it is complete they decide nothing (``CLAIMS = ()``;
 #: the claims they will decide are named in ``INFORMS``) and have no complete stored results.
-IN_PROGRESS = ("ch08_head_to_head",)
+IN_PROGRESS: tuple[str, ...] = ()
+#: Experiments a repair replaced: they keep their rules and stored results (their page shows
+#: what the rules read, as superseded), decide no claim (``CLAIMS = ()``) and name in
+#: ``INFORMS`` the claims their repair now decides (the scale sweep, by the fair head-to-head).
+SUPERSEDED = ("ch08_scale",)
 #: Experiments whose verdicts are not yet decided by package rules stored with their results.
 NOT_YET_UNDER_PROTOCOL: tuple[str, ...] = ()
 
@@ -57,7 +65,9 @@ def experiment_map() -> str:
         module = importlib.import_module(f"{__name__}.{name}")
         ids = [claim.id for claim in getattr(module, "CLAIMS", ())]
         claims = (_ids(ids) if ids else f"will decide {_ids(list(module.INFORMS))} (campaign in progress)"
-                  if name in IN_PROGRESS and getattr(module, "RULES", {}) else "informs " + _ids(list(module.INFORMS)))
+                  if name in IN_PROGRESS and getattr(module, "RULES", {})
+                  else f"informs {_ids(list(module.INFORMS))} (first attempt, superseded)" if name in SUPERSEDED
+                  else "informs " + _ids(list(module.INFORMS)))
         rows.append(f"| `{name}` | {{doc}}`../chapters/{module.PAGE}` | {claims} | `{module.RESULTS_DIR.name}` |")
     return "\n".join(rows) + "\n"
 

@@ -494,7 +494,9 @@ def c21_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     scope = (f"Attention: float32, {se['heads']} heads of {se['head_dim']}, lengths {se['lengths'][0]}-"
              f"{se['lengths'][-1]}, one CPU thread. Finetuning: SmolLM2-135M, {se['steps']} steps of {se['batch']} x "
              f"{se['seq_len']} tokens of CPython's documentation, rank-8 adapters on the seven linear layers of every "
-             "block, peak resident memory on CPU.")
+             "block, peak resident memory on CPU. The base weights are SmolLM2's 4-bit file (Q4_1), dequantized: "
+             "QLoRA rounds them a second time, to NF4 levels that do not line up with Q4_1's, so part of its cost in "
+             "loss is that second rounding, which a base stored in sixteen bits would not pay.")
     return Evidence(text, scope, rests_on=_c21_rests_on(results, verdict))
 
 

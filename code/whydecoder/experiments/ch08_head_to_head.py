@@ -16,21 +16,27 @@ The ``capability`` section shows that every architecture can find the end of its
 (the first thing a continuation needs), and that the book's first encoder-decoder, whose
 cross-attention carried no positions, could not.
 
-A campaign: its rules and settings are fixed here before its full run, which is stored part
-by part (``python -m whydecoder.sweep ch08_head_to_head``). Until every part is in it
-decides nothing (:data:`whydecoder.experiments.IN_PROGRESS`). Explained in the chapter
-"The fair head-to-head".
+A campaign: its rules and settings were fixed here before its full run, which was stored
+part by part across sessions (``python -m whydecoder.sweep ch08_head_to_head``). It decides
+C12, C16 and C18 (:data:`CLAIMS`), in place of the first attempt (``ch08_scale``).
+Explained in the chapter "The fair head-to-head".
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..accounting import EQUAL_PARAMETERS_TOLERANCE
+
+# ``counted`` under another name: the rules have locals called ``counted``, and their
+# fingerprints must not take in the ledger's function
+from ..claims import Claim, Evidence, counted_of, in_words, protocol_stop, stored_results
+from ..claims import counted as counted_words
 from ..command import experiment_command, experiment_main
 from ..head_to_head import (
     ARCHS,
@@ -58,16 +64,13 @@ from ..power_law import extrapolate, predictability
 from ..results import judged_settings, load_result, run_sections
 from ..results import load_complete as load_stored
 from ..run_scale import current_device, current_scale
-from ..verdicts import Interval, Rule, Verdict, compare, paired_differences, t_interval
+from ..verdicts import READ_CLEARLY, Interval, Rule, Verdict, compare, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("head_to_head")
 #: The page that shows it (under ``chapters/``).
 PAGE = "08_scale/head_to_head"
 #: The grid whose rates every run uses (stored by ``ch08_lr_grid``).
 GRID = results_dir("lr_grid") / "full.json"
-#: It decides nothing until its campaign is complete; these are the claims it will decide.
-CLAIMS: tuple = ()
-INFORMS = ("C12", "C16", "C18")
 #: Steps of the capability test per scale.
 CAPABILITY_STEPS = {"smoke": 20, "full": 300}
 CAPABILITY = (("decoder", "continued"), ("prefix-lm", "continued"), ("encoder", "continued"),
@@ -536,6 +539,132 @@ RULES = {
 }
 
 
+# ---------------------------------------------------------------- the claims, in words
+
+
+def _scope(results: dict) -> str:
+    """What was run, in words (the three claims share it)."""
+    st = results["settings"]
+    sizes = [z for z, _, _ in st["sizes"]]
+    n = {z: next(iter(by_seed.values()))["parameters"] for z, by_seed in runs(results)["decoder"].items() if by_seed}
+    return (f"Byte-level models of {n[sizes[0]]:,} to {n[sizes[-1]]:,} non-embedding parameters, each on its own "
+            f"objective at its own learning rate, reading {st['bytes_per_parameter']:g} bytes of the King James Bible "
+            "and Shakespeare per parameter; scored on the test split in three task families (continuation, "
+            "transformation after a short finetuning, a word-order probe); no instruction tuning or benchmarks.")
+
+
+def _campaign(results: dict, rule: Rule) -> str:
+    """The runs a verdict reads, counted: sizes, architectures, seeds below and at the largest size."""
+    st = results["settings"]
+    largest = st["sizes"][-1][0]
+    at_largest = min(len(by_size[largest]) for by_size in runs(results).values())
+    fewer = f" ({in_words(at_largest)} at the largest)" if at_largest != rule.seeds(results) else ""
+    return (f"{counted_words(len(st['sizes']), 'size')} x {counted_words(len(ARCHS), 'architecture')}, "
+            f"{counted_words(rule.seeds(results), 'seed')} each{fewer}")
+
+
+def _gates_passed(results: dict, p: dict) -> str:
+    """How many (family, architecture) pairs passed their gate at some size, counted."""
+    gates = gated_sizes(results, p)
+    passed = sum(bool(sizes) for by_arch in gates.values() for sizes in by_arch.values())
+    return counted_of(passed, len(FAMILIES) * len(ARCHS), "architecture-and-family pair")
+
+
+def _c18_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C18 rests on, counted: the runs, the gates passed, the cells counted (in how
+    many families) and how many of them were decided (best or beaten)."""
+    rule = RULES["C18"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    n = verdict.numbers
+    if "head_to_head" not in n:
+        return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
+    cells = [c["reading"] for by_budget in n["head_to_head"].values() for c in by_budget.values()]
+    counted = [c for c in cells if c != "not counted"]
+    decided = sum(c in ("best", "beaten") for c in counted)
+    return (f"{_campaign(results, rule)}; {_gates_passed(results, rule.parameters)} past the gate at some size; "
+            f"{counted_of(len(counted), len(cells), 'cell')} counted, in "
+            f"{counted_of(len(n['families']), len(FAMILIES), 'task family', 'task families')}; "
+            f"{counted_of(decided, len(counted), 'counted cell')} decided (best or beaten)")
+
+
+def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C18's evidence (the head-to-head's reason, the generation families' reading alone,
+    and the other claims' verdicts from the ledger ``rows``) and scope in words. Defined in
+    the chapter "Conclusion"."""
+    from ..conclusion import weigh
+
+    groups = weigh([row for row in rows if row["id"] != "C18"])
+    weighed = "; ".join(f"{len(g)} {o}" for o, g in groups.items() if g)
+    generation = verdict.numbers.get("generation_only")
+    alone = (f" Read over the two generation families alone (described, not judged): {generation}." if generation
+             else "")
+    text = (f"{verdict.reason}.{alone} The other claims, from the ledger: {weighed}. Intervals: 95% t over the seeds, "
+            "paired by seed.")
+    return Evidence(text, _scope(results), rests_on=_c18_rests_on(results, verdict))
+
+
+def _c12_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C12 rests on, counted: the runs of the two architectures, the families
+    where both passed their gate at enough sizes, and how many slopes read clearly."""
+    rule = RULES["C12"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    if "slopes" not in verdict.numbers:
+        return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
+    slopes = verdict.numbers["slopes"]
+    counted = [v for v in slopes.values() if v["reading"] != "not counted"]
+    clear = sum(v["reading"] != "unclear" for v in counted)
+    return (f"{_campaign(results, rule)}; the decoder and the masked LM both past their gates at "
+            f"{in_words(rule.parameters['min_sizes'])} sizes or more in "
+            f"{counted_of(len(counted), len(FAMILIES), 'task family', 'task families')}; "
+            f"{counted_of(clear, len(counted), 'slope')} {READ_CLEARLY}")
+
+
+def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C12's evidence (the slopes, and each family's gated sizes) and scope in words.
+    Defined in the chapter "The fair head-to-head"."""
+    text = f"{verdict.reason}. Slopes: 95% t over the seeds present at every counted size."
+    return Evidence(text, _scope(results), rests_on=_c12_rests_on(results, verdict))
+
+
+def _c16_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C16 rests on, counted: the runs, the architectures whose fit counted, and how
+    many predictions read clearly."""
+    rule = RULES["C16"]
+    stop = protocol_stop(rule, results, verdict)
+    if stop:
+        return stop
+    if "fits" not in verdict.numbers:
+        return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
+    fits = verdict.numbers["fits"]
+    counted = [f for f in fits.values() if f["reading"] != "not counted"]
+    clear = sum(f["reading"] != "unclear" for f in counted)
+    return (f"{_campaign(results, rule)}; {counted_of(len(counted), len(ARCHS), 'architecture')} past the "
+            "continuation gate at four sizes or more, the largest among them; "
+            f"{counted_of(clear, len(counted), 'prediction')} of the largest size clear")
+
+
+def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
+    """C16's evidence (each architecture's fit and its error at the largest size) and
+    scope in words. Defined in the chapter "The fair head-to-head"."""
+    text = (f"{verdict.reason}. Error: predicted minus measured continuation loss at the largest size, with a "
+            f"bootstrap 95% interval over the seeds ({RULES['C16'].parameters['replicates']} replicates).")
+    return Evidence(text, _scope(results), rests_on=_c16_rests_on(results, verdict))
+
+
+_LOAD = stored_results(sys.modules[__name__])
+CLAIMS = (
+    Claim("C12", "Next-token prediction is a harder task, so it has a higher ceiling when model and data are large",
+          PAGE, _LOAD, RULES["C12"], c12_evidence),
+    Claim("C16", "A scaling law verified for decoder-only made scaling it up a safe bet", PAGE, _LOAD,
+          RULES["C16"], c16_evidence),
+    Claim("C18", "At equal parameters and equal inference cost, decoder-only is the best choice overall (the "
+          "sources' conclusion)", "09_conclusion", _LOAD, RULES["C18"], c18_evidence),
+)
+
 if __name__ == "__main__":
     experiment_main("experiments.ch08_head_to_head", run, RESULTS_DIR)
 
@@ -602,3 +731,151 @@ def grid_table():
     chosen = pd.DataFrame(rows)
     every = pd.DataFrame([{"architecture": LABELS[a]} | {z: rates[a][z] for z in s.size_names()} for a in ARCHS])
     return chosen, every
+
+
+READING_WORDS = {"higher": "decoder ahead", "lower": "decoder behind", "equivalent": "tied", "unclear": "unclear"}
+
+
+def _sizes_in_words(sizes: list[str], every: list[str]) -> str:
+    """Gated sizes as the page shows them: "all", "none" or the list."""
+    return "all" if sizes == every else "none" if not sizes else ", ".join(sizes)
+
+
+def gates_table(results: dict):
+    """Which sizes passed their gate, per task family and architecture (the mean over
+    seeds against the gate of :func:`threshold`), as a frame. Defined in the chapter "The
+    fair head-to-head"."""
+    import pandas as pd
+
+    p = RULES["C18"].parameters
+    gates = gated_sizes(results, p)
+    every = [z for z, _, _ in results["settings"]["sizes"]]
+    return pd.DataFrame([{"task family": f} | {LABELS[a]: _sizes_in_words(gates[f][a], every) for a in ARCHS}
+                         for f in FAMILIES])
+
+
+def comparisons_table(verdict: Verdict):
+    """C18's comparisons as a frame, one row per cell and rival: the family, the budget,
+    the rival, the decoder's size it is compared at, the decoder's score minus the rival's
+    (oriented: positive favours the decoder) with its 95% interval, and the reading in
+    words; a rival left out says why. Defined in the chapter "The fair head-to-head"."""
+    import pandas as pd
+
+    if "head_to_head" not in verdict.numbers:
+        return pd.DataFrame([{"nothing compared": verdict.reason}])
+    rows = []
+    for f, by_budget in verdict.numbers["head_to_head"].items():
+        for b, cell in by_budget.items():
+            base = {"task family": f, "budget": BUDGET_WORDS[b], "cell": cell["reading"]}
+            for a, c in cell.get("arms", {}).items():
+                rows.append(base | {"rival": LABELS[a], "at the decoder's size": c["size"],
+                                    "decoder minus rival": f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]",
+                                    "reading": READING_WORDS[c["reading"]]})
+            for a, why in cell.get("left_out", {}).items():
+                rows.append(base | {"rival": LABELS[a], "at the decoder's size": "–", "decoder minus rival": "–",
+                                    "reading": f"left out: {why}"})
+            if "why" in cell:
+                rows.append(base | {"rival": "–", "at the decoder's size": "–", "decoder minus rival": "–",
+                                    "reading": cell["why"]})
+    return pd.DataFrame(rows)
+
+
+def readings_in_words(verdict: Verdict) -> dict[str, str]:
+    """``{family: sentence}``: C18's cells of one family in plain words: where the decoder
+    is best, beaten, or tied or unclear, then rival by rival (ahead, behind, tied or unclear
+    at which budgets; left out, and why). Defined in the chapter "The fair head-to-head"."""
+    cell_words = {"best": "best", "beaten": "beaten", "tied or unclear": "tied or unclear",
+                  "not counted": "not counted"}
+    if "head_to_head" not in verdict.numbers:
+        return {"nothing compared": f"Nothing compared: {verdict.reason}."}
+    out = {}
+    for f, by_budget in verdict.numbers["head_to_head"].items():
+        budgets = list(by_budget)
+
+        def at(bs, budgets=budgets):
+            return "every budget" if len(bs) == len(budgets) > 1 else _and([BUDGET_WORDS[b] for b in bs])
+
+        cells: dict[str, list[str]] = {}
+        for b, cell in by_budget.items():
+            cells.setdefault(cell_words[cell["reading"]], []).append(b)
+        said: dict[str, dict[str, list[str]]] = {}
+        for b, cell in by_budget.items():
+            for a, c in cell.get("arms", {}).items():
+                said.setdefault(a, {}).setdefault(READING_WORDS[c["reading"]].replace("decoder ", ""), []).append(b)
+            for a, why in cell.get("left_out", {}).items():
+                said.setdefault(a, {}).setdefault(f"left out ({why})", []).append(b)
+        rivals = [f"the {LABELS[a]}: " + _and([f"{w} at {at(bs)}" for w, bs in by.items()]) for a, by in said.items()]
+        head = f"{f[0].upper() + f[1:]}: the decoder is " + _and([f"{w} at {at(bs)}" for w, bs in cells.items()])
+        out[f] = head + (". Against " + "; against ".join(rivals) if rivals else "") + "."
+    return out
+
+
+def _and(items: list[str]) -> str:
+    """``a, b and c``."""
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else items[0]
+
+
+def slopes_table(verdict: Verdict):
+    """C12's slopes as a frame: per family, the sizes where both passed their gates, the
+    slope of the decoder's lead per decade of parameters with its 95% interval, and the
+    reading. Defined in the chapter "The fair head-to-head"."""
+    import pandas as pd
+
+    if "slopes" not in verdict.numbers:
+        return pd.DataFrame([{"nothing compared": verdict.reason}])
+    rows = []
+    for f, v in verdict.numbers["slopes"].items():
+        row = {"task family": f, "sizes where both passed": ", ".join(v["sizes"]) or "none"}
+        if "slope" in v:
+            s = v["slope"]
+            row |= {"lead's slope per decade": f"{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]"}
+        else:
+            row |= {"lead's slope per decade": "–"}
+        rows.append(row | {"reading": v["reading"]})
+    return pd.DataFrame(rows)
+
+
+def fits_table(verdict: Verdict):
+    """C16's fits as a frame: per architecture, the sizes fitted and predicted, the
+    exponent, the predicted and measured continuation loss at the largest size, the error
+    with its bootstrap interval, and the reading. Defined in the chapter "The fair head-to-head"."""
+    import pandas as pd
+
+    if "fits" not in verdict.numbers:
+        return pd.DataFrame([{"nothing compared": verdict.reason}])
+    rows = []
+    for a, f in verdict.numbers["fits"].items():
+        row = {"architecture": LABELS[a], "gated sizes": ", ".join(f["sizes"]) or "none"}
+        if f["reading"] != "not counted" and f.get("converged"):
+            lo, hi = f["error_interval"]
+            row |= {"alpha": f"{f['alpha']:.2f}", "predicted": f"{f['predicted']:.3f}",
+                    "measured": f"{f['loss'][-1]:.3f}", "error": f"{f['error']:+.3f} [{lo:+.3f}, {hi:+.3f}]"}
+        else:
+            row |= {"alpha": "–", "predicted": "–", "measured": "–", "error": "–"}
+        rows.append(row | {"reading": f["reading"]})
+    return pd.DataFrame(rows)
+
+
+def first_byte_table(results: dict):
+    """The first byte after the context (described, not judged: the one prediction the
+    masked LM makes the way the others do), mean next-byte loss over seeds per size and
+    architecture, as a frame. Defined in the chapter "The fair head-to-head"."""
+    import pandas as pd
+
+    every = runs(results)
+    return pd.DataFrame([{"size": z} | {LABELS[a]: float(np.mean([r["next_byte"]["mean"] for r in every[a][z].values()]))
+                                        for a in ARCHS} for z in every["decoder"]])
+
+
+def readings_table(verdict: Verdict):
+    """C18's cells as a frame: one row per task family, one column per budget, each
+    cell's reading (best, beaten, tied or unclear, not counted; a dash where the family is
+    not compared at that budget). Defined in the chapter "Conclusion"."""
+    import pandas as pd
+
+    if "head_to_head" not in verdict.numbers:
+        return pd.DataFrame([{"nothing compared": verdict.reason}])
+    budgets = list(BUDGET_WORDS)
+    return pd.DataFrame([{"task family": f} | {BUDGET_WORDS[b]: by_budget[b]["reading"] if b in by_budget else "–"
+                                               for b in budgets}
+                         for f, by_budget in verdict.numbers["head_to_head"].items()])

@@ -21,7 +21,10 @@ Measured on the same held-out items for every model:
 - *fill in the blank*: one byte hidden in the middle of a window; the masked LM predicts it,
   the decoder scores every candidate byte by the likelihood of the whole window.
 
-Claims C12, C16 and C18 are decided by :data:`RULES`. Explained in the chapter "Scale".
+The first attempt at claims C12, C16 and C18: its :data:`RULES` were fixed before its
+full run and still read its stored results, but the fair head-to-head
+(:mod:`whydecoder.experiments.ch08_head_to_head`), which repairs what failed here, decides
+those claims. Explained in the chapter "Scale".
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +45,6 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
-from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..head_to_head import (  # noqa: F401 (the chapter's names)
@@ -63,7 +64,7 @@ from ..results import load_complete as load_stored
 from ..run_scale import current_scale
 from ..text import ByteTokenizer, corpus_tokens, random_chunks, unigram_baseline
 from ..train import TrainConfig, evaluate, train, warmed_up
-from ..verdicts import READ_CLEARLY, Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
+from ..verdicts import Interval, Rule, Verdict, compare, learned, paired_differences, t_interval
 
 RESULTS_DIR = results_dir("scale")
 #: The page that shows it (under ``chapters/``).
@@ -593,148 +594,10 @@ RULES = {
 
 
 
-def _scope(results: dict) -> str:
-    """The sweep's scope in words (C12 and C16 share it)."""
-    settings, n = results["settings"], sizes_n(results)
-    sizes = list(n)
-    return (f"Byte-level models of {n[sizes[0]]:,} to {n[sizes[-1]]:,} non-embedding parameters, "
-            f"{settings['bytes_per_parameter']:g} bytes of CPython's documentation per parameter in "
-            f"{settings['steps']} steps, {len(settings['seeds'])} seeds per size.")
-
-
-def _short(arch: str) -> str:
-    """An architecture's label without its gloss ("masked LM", not "masked LM (encoder)")."""
-    return LABELS[arch].split(" (")[0]
-
-
-def _sweep_run(results: dict, archs, rule: Rule, named: bool = False) -> str:
-    """The part of the sweep a verdict reads, counted: sizes, architectures (``named``:
-    with their names), seeds."""
-    names = f" ({', '.join(_short(a) for a in archs)})" if named else ""
-    return (f"{counted(len(_sizes(results)), 'size')} x {counted(len(archs), 'architecture')}{names}, "
-            f"{counted(rule.seeds(results), 'seed')} each")
-
-
-def _c16_rests_on(results: dict, verdict: Verdict) -> str:
-    """What C16's verdict rests on, counted: the sweep, the gate on the smallest decoder,
-    and how many architectures' predictions of the largest size read clearly."""
-    rule = RULES["C16"]
-    stop = protocol_stop(rule, results, verdict)
-    if stop:
-        return stop
-    run = _sweep_run(results, ARCHS, rule)
-    if "readings" not in verdict.numbers:
-        return f"nothing compared: the smallest decoder did not pass the unigram gate; {run}"
-    readings = verdict.numbers["readings"]
-    clear = sum(r != "unclear" for r in readings.values())
-    return (f"{run}; the smallest decoder past the unigram gate; "
-            f"{counted_of(clear, len(readings), 'prediction')} of the largest size clear")
-
-
-def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
-    """C16's evidence (the fits, described, and the gate) and scope in words. Defined in
-    the chapter "Scale"."""
-    smallest = list(sizes_n(results))[0]
-    decoder = np.mean(list(measure(results, "decoder", lambda r: r["next_byte"]["mean"])[smallest].values()))
-    fits = {a: extrapolation(results, a, "parameters") for a in ARCHS}
-    described = "; ".join(f"{LABELS[a]}: alpha {f['alpha']:.3f}, error {f['error']:+.3f} "
-                          f"[{f['error_interval'][0]:+.3f}, {f['error_interval'][1]:+.3f}]"
-                          for a, f in fits.items() if f["converged"])
-    text = (f"{verdict.reason}. Described, not judged: power law fitted to all sizes but the largest, predicted "
-            f"minus measured at the largest (nats/byte, bootstrap 95%): {described}. Smallest decoder "
-            f"{decoder:.3f} against the baseline {results['baseline']['nats_per_byte']:.3f}.")
-    return Evidence(text, _scope(results), rests_on=_c16_rests_on(results, verdict))
-
-
-def _c12_rests_on(results: dict, verdict: Verdict) -> str:
-    """What C12's verdict rests on, counted: the sweep of the two architectures it
-    compares, the gate at the smallest size, and how many of the three slopes read
-    clearly."""
-    rule = RULES["C12"]
-    stop = protocol_stop(rule, results, verdict)
-    if stop:
-        return stop
-    n = verdict.numbers
-    run = _sweep_run(results, ("decoder", "encoder"), rule)
-    if "learned" not in n:
-        return f"nothing compared: the architectures are not at equal parameters; {run}"
-    passed = [_short(a) for a, ok in n["learned"].items() if ok]
-    if len(passed) < len(n["learned"]):
-        who = f"only the {passed[0]}" if passed else "neither the decoder nor the masked LM"
-        return f"nothing compared: at the smallest size {who} passed the unigram gate; {run}"
-    clear = sum(r != "unclear" for r in n["readings"].values())
-    return (f"{_sweep_run(results, ('decoder', 'encoder'), rule, named=True)}; both past the unigram gate at the "
-            "smallest size; "
-            f"{counted_of(clear, len(n['readings']), 'slope')} {READ_CLEARLY}")
-
-
-def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
-    """C12's evidence (the lead's slope per decade, described, and the own-objective
-    losses behind the gate) and scope in words. Defined in the chapter "Scale"."""
-    smallest = list(sizes_n(results))[0]
-    slopes = {name: gap_slope(results, read) for name, (read, _) in C12_MEASURES.items()}
-    described = "; ".join(f"{name} {slope} per decade" for name, slope in slopes.items())
-    own = {a: np.mean([r["own_loss"] for r in runs(results, a)[smallest].values()]) for a in ("decoder", "encoder")}
-    cuts = ", ".join(str(c) for c in results["settings"].get("cuts", ())) or "a few lengths"
-    text = (f"{verdict.reason}. Described, not judged: slope of the decoder's lead over the masked LM against "
-            f"log10 parameters (95% t over {len(results['settings']['seeds'])} seeds): {described}. Own-objective "
-            f"loss at the smallest size, over every position of the validation rows (C16 reads the next-byte loss "
-            f"after contexts of {cuts} bytes instead, which is lower): decoder {own['decoder']:.3f}, masked LM "
-            f"{own['encoder']:.3f}, baseline "
-            f"{results['baseline']['nats_per_byte']:.3f}.")
-    return Evidence(text, _scope(results), rests_on=_c12_rests_on(results, verdict))
-
-
-def _c18_rests_on(results: dict, verdict: Verdict) -> str:
-    """What C18's head-to-head rests on, counted: the sweep, the architectures past the
-    unigram gate at the largest size, and, when every one passed, the rivals compared in
-    each setting and how many settings were decided."""
-    rule = RULES["C18"]
-    stop = protocol_stop(rule, results, verdict)
-    if stop:
-        return stop
-    n = verdict.numbers
-    run = _sweep_run(results, ARCHS, rule)
-    if "head_to_head" not in n:
-        why = ("the architectures are not at equal parameters" if "baseline" not in n
-               else "the largest decoder did not pass the unigram gate")
-        return f"nothing compared: {why}; {run}"
-    failed = n["failed_gate"]
-    gate = (f"{counted_of(len(ARCHS) - len(failed), len(ARCHS), 'architecture')} past the unigram gate at the largest "
-            "size")
-    if failed:
-        return f"nothing compared: {gate} (not the {', '.join(_short(a) for a in failed)}); {run}"
-    h, at = n["head_to_head"], n["settings"]
-    rivals = {s: sum(c is not None for c in h[s].values()) for s in ("parameters", "flops")}
-    decided = sum(v in ("best", "beaten") for v in at.values())
-    return (f"{run}; {gate}; rivals compared: {rivals['parameters']} at equal parameters, {rivals['flops']} at equal "
-            f"FLOPs; {counted_of(decided, len(at), 'setting')} decided")
-
-
-def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
-    """C18's evidence (the head-to-head's reason, and the other claims' verdicts from the
-    ledger ``rows``) and scope in words. Defined in the chapter "Conclusion"."""
-    from ..conclusion import weigh
-
-    groups = weigh([row for row in rows if row["id"] != "C18"])
-    weighed = "; ".join(f"{len(g)} {o}" for o, g in groups.items() if g)
-    text = (f"{verdict.reason}. The other claims, from the ledger: {weighed}. Intervals: 95% t over "
-            f"{len(results['settings']['seeds'])} seeds, paired.")
-    n = sizes_n(results).values()
-    scope = (f"Byte-level models of {min(n):,} to {max(n):,} non-embedding parameters trained on CPython's "
-             "documentation, each on its own objective; held-out next-byte loss only (no downstream tasks).")
-    return Evidence(text, scope, rests_on=_c18_rests_on(results, verdict))
-
-
-_LOAD = stored_results(sys.modules[__name__])
-CLAIMS = (
-    Claim("C12", "Next-token prediction is a harder task, so it has a higher ceiling when model and data are large",
-          "08_scale", _LOAD, RULES["C12"], c12_evidence),
-    Claim("C16", "A scaling law verified for decoder-only made scaling it up a safe bet", "08_scale", _LOAD,
-          RULES["C16"], c16_evidence),
-    Claim("C18", "At equal parameters and equal inference cost, decoder-only is the best choice overall (the "
-          "sources' conclusion)", "09_conclusion", _LOAD, RULES["C18"], c18_evidence),
-)
+#: Superseded (:data:`whydecoder.experiments.SUPERSEDED`): the fair head-to-head
+#: (``ch08_head_to_head``) decides these claims now; the page shows what these rules read.
+CLAIMS: tuple = ()
+INFORMS = ("C12", "C16", "C18")
 
 if __name__ == "__main__":
     experiment_main("experiments.ch08_scale", run, RESULTS_DIR)
