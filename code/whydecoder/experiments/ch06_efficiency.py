@@ -34,7 +34,7 @@ from ..accounting import (
     matched_encoder_decoder,
     parameter_count,
 )
-from ..claims import Claim, Evidence, counted, counted_of, protocol_stop, stored_results
+from ..claims import Claim, Evidence, counted, counted_of, in_words, protocol_stop, stored_results
 from ..command import experiment_command, experiment_main
 from ..config import ModelConfig
 from ..model import Transformer
@@ -94,10 +94,11 @@ class EfficiencySettings:
 
 
 SETTINGS = {
-    "smoke": EfficiencySettings(d_model=64, n_heads=4, n_layers=2, max_len=256, lengths=(16, 32, 64, 128, 255),
+    "smoke": EfficiencySettings(d_model=32, n_heads=4, n_layers=2, max_len=512, lengths=(16, 64, 192, 256, 384, 511),
                                 repeats=5, turns=6, user_len=12, reply_len=12, seeds=(0, 1), warmup=1),
-    "full": EfficiencySettings(d_model=512, n_heads=8, n_layers=8, max_len=2048,
-                               lengths=(64, 128, 256, 512, 1024, 2047), repeats=7, turns=12, user_len=64, reply_len=64,
+    "full": EfficiencySettings(d_model=512, n_heads=8, n_layers=8, max_len=8192,
+                               lengths=(64, 128, 256, 512, 1024, 2047, 3072, 4096, 6144, 8191), repeats=7, turns=12,
+                               user_len=64, reply_len=64,
                                seeds=(0, 1, 2), warmup=2),
 }
 
@@ -398,12 +399,16 @@ def _c13_decide(results: dict, p: dict) -> Verdict:
        ``p["regrow"]`` times. Else it fails.
     2. *Per-token cost O(T) with the cache*: the cached step's FLOPs are affine in T
        (exact), and over the repeats the growth exponent of its measured time (slope of
-       log time on log T) has a 95% interval below ``1 + p["slope_margin"]``, while the
-       uncached step's exponent is higher (paired by repeat). A cached exponent above the
-       bound, or an uncached one lower, fails; an interval that straddles is unclear.
+       log time on log T), fitted over the contexts at or past ``p["crossover"]`` times the
+       width (``6d``: where the attention term outweighs a step's fixed cost; below it the
+       exponent describes that fixed cost and cannot fail), has a 95% interval below
+       ``1 + p["slope_margin"]``, while the uncached step's exponent is higher (paired by
+       repeat). A cached exponent above the bound, or an uncached one lower, fails; an
+       interval that straddles is unclear; fewer than ``p["min_past_crossover"]`` contexts
+       past the crossover leave the half untested.
 
     Supported when both hold, refuted when both fail, nuanced when one does; inconclusive
-    when half 2 is unclear.
+    when half 2 is unclear or untested.
     """
     dialogue, steps = results["dialogue"], results["decode_steps"]
     reference = dialogue["decoder"]["non_embedding_parameters"]
@@ -423,16 +428,24 @@ def _c13_decide(results: dict, p: dict) -> Verdict:
     flops = [(r["context"], r["flops_cached"]) for r in steps]
     per_token = [(f1 - f0) / (t1 - t0) for (t0, f0), (t1, f1) in zip(flops, flops[1:])]
     affine = max(per_token) - min(per_token) <= 1e-9 * max(per_token) and per_token[0] > 0
-    cached = t_interval(growth_exponents(steps, "timings_cached"))
-    faster = t_interval([u - c for u, c in zip(growth_exponents(steps, "timings_uncached"),
-                                               growth_exponents(steps, "timings_cached"))])
+    crossover = p["crossover"] * results["settings"]["d_model"]
+    past = [r for r in steps if r["context"] >= crossover]
+    if len(past) < p["min_past_crossover"]:
+        return Verdict("inconclusive", f"{len(past)} timed contexts at or past {crossover:,.0f} tokens "
+                       f"({p['crossover']:g}d), fewer than the {p['min_past_crossover']} the rule asks for: the "
+                       "per-token cost was not timed where the context outweighs a step's fixed cost",
+                       {"reuse_holds": reuses, "past_crossover": len(past), "parameters_apart": max(off.values())})
+    cached = t_interval(growth_exponents(past, "timings_cached"))
+    faster = t_interval([u - c for u, c in zip(growth_exponents(past, "timings_uncached"),
+                                               growth_exponents(past, "timings_cached"))])
     bound = 1 + p["slope_margin"]
     at_most_linear = True if cached.high <= bound else False if cached.low > bound else None
     cache_helps = {"higher": True, "lower": False}.get(compare(faster, 0.0))
     linear = None if None in (at_most_linear, cache_helps) else (affine and at_most_linear and cache_helps)
     numbers = {"reuse_exact": exact, "prefix_stale": stale, "turn_growth": growth, "flops_affine": affine,
                "cached_exponent": cached.__dict__, "uncached_minus_cached_exponent": faster.__dict__,
-               "parameters_apart": max(off.values()), "reuse_holds": reuses, "linear_holds": linear}
+               "parameters_apart": max(off.values()), "reuse_holds": reuses, "linear_holds": linear,
+               "past_crossover": len(past)}
     if linear is None:
         return Verdict("inconclusive", "the measured growth of the per-token time is too noisy to tell", numbers)
     if reuses and linear:
@@ -448,7 +461,7 @@ RULES = {"C13": Rule(
     "C13", "a decoder's one KV cache serves every turn of a dialogue exactly while a bidirectional history must be "
     "re-encoded, and with the cache the cost of one more token grows at most linearly with the context",
     {"min_repeats": 5, "equal_parameters": EQUAL_PARAMETERS_TOLERANCE, "logit_tolerance": 1e-4, "flat_growth": 1.5,
-     "regrow": 2.0, "slope_margin": 0.1},
+     "regrow": 2.0, "slope_margin": 0.1, "crossover": 6.0, "min_past_crossover": 3},
     _c13_decide)}
 
 
@@ -468,8 +481,11 @@ def _c13_rests_on(results: dict, verdict: Verdict) -> str:
            f"{counted(len(results['reuse']), 'dialogue')} checked exactly, {counted(len(steps), 'context')} "
            f"({min(r['context'] for r in steps)} to {max(r['context'] for r in steps)} tokens) timed "
            f"{counted(repeats, 'time')} each")
+    if "linear_holds" not in n:
+        return f"{run}; timing half untested ({counted(n['past_crossover'], 'context')} past 6d)"
+    run += f", {in_words(n['past_crossover'])} past 6d"
     if n["linear_holds"] is None:
-        return f"{run}; the timing half unclear, so nothing decided"
+        return f"{run}; timing half unclear, nothing decided"
     held = sum(bool(n[k]) for k in ("reuse_holds", "linear_holds"))
     return f"{run}; {counted_of(held, 2, 'half', 'halves')} held"
 
@@ -479,21 +495,24 @@ def c13_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     Defined in the chapter "Efficiency: the KV cache"."""
     shown, n13 = results["settings"], verdict.numbers
     reuse, growth = results["reuse"], turn_growth(results)
-    cached, faster = n13["cached_exponent"], n13["uncached_minus_cached_exponent"]
+    crossover = RULES["C13"].parameters["crossover"]
+    timed = ""
+    if "cached_exponent" in n13:
+        cached, faster = n13["cached_exponent"], n13["uncached_minus_cached_exponent"]
+        timed = (f"; past the crossover, a cached step's time grows with the context at an exponent of "
+                 f"{cached['mean']:.2f} [{cached['low']:.2f}, {cached['high']:.2f}], the uncached step's exponent is "
+                 f"higher by {faster['mean']:.2f} [{faster['low']:.2f}, {faster['high']:.2f}]")
     text = (f"One cache over a {shown['turns']}-turn dialogue matches recomputation (largest logit gap "
             f"{max(r['max_logit_gap'] for r in reuse):.1e}, every reply token the greedy choice; a reused prefix-LM "
             f"cache errs by {min(r['prefix_stale_gap'] for r in reuse):.3f} or more); per-turn FLOPs grow "
             f"{growth['decoder']:.2f}x for the decoder, {growth['prefix-lm']:.1f}x and "
-            f"{growth['encoder-decoder']:.1f}x for the prefix-LM and encoder-decoder; a cached step's time grows with "
-            f"the context at an exponent of {cached['mean']:.2f} [{cached['low']:.2f}, {cached['high']:.2f}], the "
-            f"uncached step's exponent is higher by {faster['mean']:.2f} [{faster['low']:.2f}, {faster['high']:.2f}].")
+            f"{growth['encoder-decoder']:.1f}x for the prefix-LM and encoder-decoder{timed}.")
     scope = (f"Random models of width {shown['d_model']}, {shown['n_layers']} layers, equal non-embedding "
              f"parameters (within {n13['parameters_apart']:.3%}); contexts {shown['lengths'][0]}-"
              f"{shown['lengths'][-1]}; times the median of {shown['repeats']} after {shown['warmup']} warm-up calls, "
-             "one CPU thread.")
-    if shown["lengths"][-1] < 6 * shown["d_model"]:
-        scope += (f" Every context is below the {6 * shown['d_model']:,} tokens (6d) past which the attention term "
-                  "would outweigh a step's fixed cost, so the measured exponents mostly describe that fixed cost.")
+             f"one CPU thread. The growth exponents are fitted over the contexts at or past "
+             f"{crossover * shown['d_model']:,.0f} tokens ({crossover:g}d), where the attention term outweighs a "
+             "step's fixed cost.")
     return Evidence(text, scope, rests_on=_c13_rests_on(results, verdict))
 
 
