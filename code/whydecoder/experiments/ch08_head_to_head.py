@@ -879,3 +879,17 @@ def readings_table(verdict: Verdict):
     return pd.DataFrame([{"task family": f} | {BUDGET_WORDS[b]: by_budget[b]["reading"] if b in by_budget else "–"
                                                for b in budgets}
                          for f, by_budget in verdict.numbers["head_to_head"].items()])
+
+
+def first_byte_lead(results: dict) -> Interval:
+    """Described, not judged (C12's page): per seed, the least-squares slope of the
+    decoder's lead over the masked LM on the first byte after the context (the masked LM's
+    next-byte loss minus the decoder's) against log10 parameters over every size, with its
+    95% t-interval over seeds. Defined in the chapter "The fair head-to-head"."""
+    every = runs(results)
+    sizes = list(every["decoder"])
+    x = np.array([math.log10(next(iter(every["decoder"][z].values()))["parameters"]) for z in sizes])
+    seeds = sorted(set.intersection(*(set(every[a][z]) for a in ("decoder", "encoder") for z in sizes)))
+    return t_interval([float(np.polyfit(x, [every["encoder"][z][k]["next_byte"]["mean"]
+                                            - every["decoder"][z][k]["next_byte"]["mean"] for z in sizes], 1)[0])
+                       for k in seeds])
