@@ -570,16 +570,32 @@ def _gates_passed(results: dict, p: dict) -> str:
     return counted_of(passed, len(FAMILIES) * len(ARCHS), "architecture-and-family pair")
 
 
-def _c18_rests_on(results: dict, verdict: Verdict) -> str:
-    """What C18 rests on, counted: the runs, the gates passed, the cells counted (in how
-    many families) and how many of them were decided (best or beaten)."""
-    rule = RULES["C18"]
+def _opening(claim: str, results: dict, verdict: Verdict, key: str) -> str | None:
+    """A rests-on line that stops before the comparison (the protocol stopped the rule, or
+    its integrity check did: ``key`` missing from the verdict's numbers), else ``None``."""
+    rule = RULES[claim]
     stop = protocol_stop(rule, results, verdict)
     if stop:
         return stop
-    n = verdict.numbers
-    if "head_to_head" not in n:
+    if key not in verdict.numbers:
         return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
+    return None
+
+
+def _counted_and_clear(readings) -> tuple[int, int]:
+    """How many of ``readings`` (dicts with a ``"reading"``) were counted, and how many of
+    those read clearly (not unclear)."""
+    counted = [v["reading"] for v in readings if v["reading"] != "not counted"]
+    return len(counted), sum(r != "unclear" for r in counted)
+
+
+def _c18_rests_on(results: dict, verdict: Verdict) -> str:
+    """What C18 rests on, counted: the runs, the gates passed, the cells counted (in how
+    many families) and how many of them were decided (best or beaten)."""
+    said = _opening("C18", results, verdict, "head_to_head")
+    if said:
+        return said
+    rule, n = RULES["C18"], verdict.numbers
     cells = [c["reading"] for by_budget in n["head_to_head"].values() for c in by_budget.values()]
     counted = [c for c in cells if c != "not counted"]
     decided = sum(c in ("best", "beaten") for c in counted)
@@ -608,19 +624,15 @@ def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
 def _c12_rests_on(results: dict, verdict: Verdict) -> str:
     """What C12 rests on, counted: the runs of the two architectures, the families
     where both passed their gate at enough sizes, and how many slopes read clearly."""
+    said = _opening("C12", results, verdict, "slopes")
+    if said:
+        return said
     rule = RULES["C12"]
-    stop = protocol_stop(rule, results, verdict)
-    if stop:
-        return stop
-    if "slopes" not in verdict.numbers:
-        return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
-    slopes = verdict.numbers["slopes"]
-    counted = [v for v in slopes.values() if v["reading"] != "not counted"]
-    clear = sum(v["reading"] != "unclear" for v in counted)
+    counted, clear = _counted_and_clear(verdict.numbers["slopes"].values())
     return (f"{_campaign(results, rule)}; the decoder and the masked LM both past their gates at "
             f"{in_words(rule.parameters['min_sizes'])} sizes or more in "
-            f"{counted_of(len(counted), len(FAMILIES), 'task family', 'task families')}; "
-            f"{counted_of(clear, len(counted), 'slope')} {READ_CLEARLY}")
+            f"{counted_of(counted, len(FAMILIES), 'task family', 'task families')}; "
+            f"{counted_of(clear, counted, 'slope')} {READ_CLEARLY}")
 
 
 def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
@@ -633,18 +645,13 @@ def c12_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
 def _c16_rests_on(results: dict, verdict: Verdict) -> str:
     """What C16 rests on, counted: the runs, the architectures whose fit counted, and how
     many predictions read clearly."""
-    rule = RULES["C16"]
-    stop = protocol_stop(rule, results, verdict)
-    if stop:
-        return stop
-    if "fits" not in verdict.numbers:
-        return f"nothing compared: {verdict.reason}; {_campaign(results, rule)}"
-    fits = verdict.numbers["fits"]
-    counted = [f for f in fits.values() if f["reading"] != "not counted"]
-    clear = sum(f["reading"] != "unclear" for f in counted)
-    return (f"{_campaign(results, rule)}; {counted_of(len(counted), len(ARCHS), 'architecture')} past the "
+    said = _opening("C16", results, verdict, "fits")
+    if said:
+        return said
+    counted, clear = _counted_and_clear(verdict.numbers["fits"].values())
+    return (f"{_campaign(results, RULES['C16'])}; {counted_of(counted, len(ARCHS), 'architecture')} past the "
             "continuation gate at four sizes or more, the largest among them; "
-            f"{counted_of(clear, len(counted), 'prediction')} of the largest size clear")
+            f"{counted_of(clear, counted, 'prediction')} of the largest size clear")
 
 
 def c16_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
