@@ -876,8 +876,9 @@ def c04_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
              f"{settings['fit_heads']}, {settings['fit_steps']} Adam steps, {len(settings['seeds'])} seeds, paired; a "
              f"causal head has {fit_n} query and key rows to the matched bidirectional head's "
              f"{matched_bidirectional_size(fit_n)}, so it also has more weights to fit with, and part of its better "
-             "fit may be those rows: matching the entries to fit unmatches the weights (the comparison at equal "
-             "rows, shown beside, matches the weights and gives the bidirectional head about twice the entries).")
+             "fit may be those rows. Neither control matches both: the matched one gives the causal head more weights, "
+             "the one at equal rows (shown beside) gives the bidirectional head about twice the entries to fit; both "
+             "favour the causal head, and a comparison at equal weights and entries is not run.")
     return Evidence(text, scope, joiner=" Scope: ", rests_on=_c04_rests_on(results, verdict))
 
 
