@@ -453,7 +453,8 @@ def _c12_decide(results: dict, p: dict) -> Verdict:
     def said(f):
         v = slopes[f]
         if v["reading"] == "not counted":
-            return f"{f}: not counted (both passed their gates at {len(v['sizes'])} sizes: {v['sizes']})"
+            where = f"only at {', '.join(v['sizes'])}" if v["sizes"] else "at no size"
+            return f"{f}: not counted (both passed their gates {where})"
         return f"{f}: {v['reading']} ({Interval(**v['slope'])} per decade over {', '.join(v['sizes'])})"
 
     reason = (f"the decoder's lead over the masked LM against log10 parameters, {len(counted)} of {len(FAMILIES)} "
@@ -506,7 +507,8 @@ def _c16_decide(results: dict, p: dict) -> Verdict:
     def said(a):
         f = fits[a]
         if f["reading"] == "not counted":
-            return f"{LABELS[a]}: not counted (passed its gate at {f['sizes']})"
+            where = f"only at {', '.join(f['sizes'])}" if f["sizes"] else "at no size"
+            return f"{LABELS[a]}: not counted (passed its gate {where})"
         if not f["converged"]:
             return f"{LABELS[a]}: the fit did not converge"
         lo, hi = f["error_interval"]
