@@ -353,6 +353,24 @@ def _said_cell(cell: dict) -> str:
     return f"{cell['reading']} (decoder minus {arms}{left})"
 
 
+def _at(chosen: list[str], budgets: list[str]) -> str:
+    """Budgets in words: "every budget" when ``chosen`` is all of several ``budgets``."""
+    return "every budget" if len(chosen) == len(budgets) > 1 else _and([BUDGET_WORDS[b] for b in chosen])
+
+
+def _cells_in_words(by_budget: dict) -> str:
+    """One family's cells in words: "best at every budget", "tied or unclear at equal
+    parameters and beaten at equal inference FLOPs per byte"."""
+    readings: dict[str, list[str]] = {}
+    for b, cell in by_budget.items():
+        said = cell["reading"]
+        if said == "not counted":
+            why = cell.get("why") or "; ".join(f"the {LABELS[a]} {w}" for a, w in cell["left_out"].items())
+            said += f" ({why})"
+        readings.setdefault(said, []).append(b)
+    return _and([f"{r} at {_at(bs, list(by_budget))}" for r, bs in readings.items()])
+
+
 def _c18_decide(results: dict, p: dict) -> Verdict:
     """C18, the head-to-head: is the decoder the best of the four, each at its best?
 
@@ -380,9 +398,9 @@ def _c18_decide(results: dict, p: dict) -> Verdict:
     families = sorted({f for f, _ in counted})
     numbers = {"head_to_head": h, "gates": gates, "counted": len(counted), "cells": len(cells),
                "families": families}
-    parts = "; ".join(f"{f}, {BUDGET_WORDS[b]}: {_said_cell(h[f][b])}" for f in FAMILIES for b in BUDGETS[f])
+    parts = "; ".join(f"{f}: {_cells_in_words(h[f])}" for f in FAMILIES)
     reason = (f"{len(counted)} of {len(cells)} cells counted, in {len(families)} of {len(FAMILIES)} task families "
-              f"(decoder's score minus the other's, higher favours the decoder): {parts}")
+              f"(the decoder against every rival past its gate): {parts}")
     verdict = _overall(counted, families)
     generation = {k: v for k, v in counted.items() if k[0] in ("continuation", "transformation")}
     numbers["generation_only"] = _overall(generation, sorted({f for f, _ in generation}))
@@ -618,8 +636,12 @@ def c18_evidence(results: dict, verdict: Verdict, rows=()) -> Evidence:
     generation = verdict.numbers.get("generation_only")
     alone = (f" Read over the two generation families alone (described, not judged): {generation}." if generation
              else "")
-    text = (f"{verdict.reason}.{alone} The other claims, from the ledger: {weighed}. Intervals: 95% t over the seeds, "
-            "paired by seed.")
+    h = verdict.numbers.get("head_to_head")
+    cells = ("; ".join(f"{f}, {BUDGET_WORDS[b]}: {_said_cell(h[f][b])}" for f in FAMILIES for b in BUDGETS[f])
+             if h else "")
+    per_cell = f" Per cell, the decoder's score minus each rival's (higher favours the decoder): {cells}." if cells else ""
+    text = (f"{verdict.reason}.{per_cell}{alone} The other claims, from the ledger: {weighed}. Intervals: 95% t over "
+            "the seeds, paired by seed.")
     return Evidence(text, _scope(results), rests_on=_c18_rests_on(results, verdict))
 
 
@@ -793,28 +815,20 @@ def readings_in_words(verdict: Verdict) -> dict[str, str]:
     """``{family: sentence}``: C18's cells of one family in plain words: where the decoder
     is best, beaten, or tied or unclear, then rival by rival (ahead, behind, tied or unclear
     at which budgets; left out, and why). Defined in the chapter "The fair head-to-head"."""
-    cell_words = {"best": "best", "beaten": "beaten", "tied or unclear": "tied or unclear",
-                  "not counted": "not counted"}
     if "head_to_head" not in verdict.numbers:
         return {"nothing compared": f"Nothing compared: {verdict.reason}."}
     out = {}
     for f, by_budget in verdict.numbers["head_to_head"].items():
         budgets = list(by_budget)
-
-        def at(bs, budgets=budgets):
-            return "every budget" if len(bs) == len(budgets) > 1 else _and([BUDGET_WORDS[b] for b in bs])
-
-        cells: dict[str, list[str]] = {}
-        for b, cell in by_budget.items():
-            cells.setdefault(cell_words[cell["reading"]], []).append(b)
         said: dict[str, dict[str, list[str]]] = {}
         for b, cell in by_budget.items():
             for a, c in cell.get("arms", {}).items():
                 said.setdefault(a, {}).setdefault(READING_WORDS[c["reading"]].replace("decoder ", ""), []).append(b)
             for a, why in cell.get("left_out", {}).items():
                 said.setdefault(a, {}).setdefault(f"left out ({why})", []).append(b)
-        rivals = [f"the {LABELS[a]}: " + _and([f"{w} at {at(bs)}" for w, bs in by.items()]) for a, by in said.items()]
-        head = f"{f[0].upper() + f[1:]}: the decoder is " + _and([f"{w} at {at(bs)}" for w, bs in cells.items()])
+        rivals = [f"the {LABELS[a]}: " + _and([f"{w} at {_at(bs, budgets)}" for w, bs in by.items()])
+                  for a, by in said.items()]
+        head = f"{f[0].upper() + f[1:]}: the decoder is " + _cells_in_words(by_budget)
         out[f] = head + (". Against " + "; against ".join(rivals) if rivals else "") + "."
     return out
 
