@@ -422,6 +422,20 @@ def _overall(counted: dict, families: list) -> str:
     return "nuanced"
 
 
+def _lead_slope(every: dict, sizes: list[str], lead) -> Interval:
+    """Per seed present at every size, the least-squares slope against log10 parameters of
+    ``lead(decoder run, masked-LM run)`` over ``sizes``, and its 95% t-interval over seeds."""
+    seeds = sorted(set.intersection(*(set(every[a][z]) for a in ("decoder", "encoder") for z in sizes)))
+    x = np.array([math.log10(next(iter(every["decoder"][z].values()))["parameters"]) for z in sizes])
+    return t_interval([float(np.polyfit(x, [lead(every["decoder"][z][k], every["encoder"][z][k]) for z in sizes], 1)[0])
+                       for k in seeds])
+
+
+def _only_at(sizes: list[str]) -> str:
+    """Where a claim's arm passed its gate, for a reason: "only at d80, d112" or "at no size"."""
+    return f"only at {', '.join(sizes)}" if sizes else "at no size"
+
+
 def gap_slopes(results: dict, p: dict) -> dict:
     """C12's numbers: per family, the sizes where both the decoder and the masked LM passed
     their gates and, with at least three, the per-seed least-squares slope of the decoder's
@@ -435,13 +449,7 @@ def gap_slopes(results: dict, p: dict) -> dict:
         if len(both) < p["min_sizes"]:
             out[family] = {"sizes": both, "reading": "not counted"}
             continue
-        seeds = sorted(set.intersection(*(set(every[a][z]) for a in ("decoder", "encoder") for z in both)))
-        x = np.array([math.log10(next(iter(every["decoder"][z].values()))["parameters"]) for z in both])
-        slopes = []
-        for k in seeds:
-            gap = np.array([score(every["decoder"][z][k], family) - score(every["encoder"][z][k], family) for z in both])
-            slopes.append(float(np.polyfit(x, gap, 1)[0]))
-        slope = t_interval(slopes)
+        slope = _lead_slope(every, both, lambda d, e, f=family: score(d, f) - score(e, f))
         margin = p["accuracy_margin"] if family == "understanding" else p["loss_margin"]
         reading = {"higher": "grows", "lower": "shrinks", "equivalent": "flat", "unclear": "unclear"}[
             compare(slope, margin)]
@@ -471,8 +479,7 @@ def _c12_decide(results: dict, p: dict) -> Verdict:
     def said(f):
         v = slopes[f]
         if v["reading"] == "not counted":
-            where = f"only at {', '.join(v['sizes'])}" if v["sizes"] else "at no size"
-            return f"{f}: not counted (both passed their gates {where})"
+            return f"{f}: not counted (both passed their gates {_only_at(v['sizes'])})"
         return f"{f}: {v['reading']} ({Interval(**v['slope'])} per decade over {', '.join(v['sizes'])})"
 
     reason = (f"the decoder's lead over the masked LM against log10 parameters, {len(counted)} of {len(FAMILIES)} "
@@ -525,8 +532,7 @@ def _c16_decide(results: dict, p: dict) -> Verdict:
     def said(a):
         f = fits[a]
         if f["reading"] == "not counted":
-            where = f"only at {', '.join(f['sizes'])}" if f["sizes"] else "at no size"
-            return f"{LABELS[a]}: not counted (passed its gate {where})"
+            return f"{LABELS[a]}: not counted (passed its gate {_only_at(f['sizes'])})"
         if not f["converged"]:
             return f"{LABELS[a]}: the fit did not converge"
         lo, hi = f["error_interval"]
@@ -583,9 +589,9 @@ def _campaign(results: dict, rule: Rule) -> str:
             f"{counted_words(rule.seeds(results), 'seed')} each{fewer}")
 
 
-def _gates_passed(results: dict, p: dict) -> str:
-    """How many (family, architecture) pairs passed their gate at some size, counted."""
-    gates = gated_sizes(results, p)
+def _gates_passed(gates: dict) -> str:
+    """How many (family, architecture) pairs of :func:`gated_sizes`' ``gates`` passed their
+    gate at some size, counted."""
     passed = sum(bool(sizes) for by_arch in gates.values() for sizes in by_arch.values())
     return counted_of(passed, len(FAMILIES) * len(ARCHS), "architecture-and-family pair")
 
@@ -619,7 +625,7 @@ def _c18_rests_on(results: dict, verdict: Verdict) -> str:
     cells = [c["reading"] for by_budget in n["head_to_head"].values() for c in by_budget.values()]
     counted = [c for c in cells if c != "not counted"]
     decided = sum(c in ("best", "beaten") for c in counted)
-    return (f"{_campaign(results, rule)}; {_gates_passed(results, rule.parameters)} past the gate at some size; "
+    return (f"{_campaign(results, rule)}; {_gates_passed(n['gates'])} past the gate at some size; "
             f"{counted_of(len(counted), len(cells), 'cell')} counted, in "
             f"{counted_of(len(n['families']), len(FAMILIES), 'task family', 'task families')}; "
             f"{counted_of(decided, len(counted), 'counted cell')} decided (best or beaten)")
@@ -910,9 +916,5 @@ def first_byte_lead(results: dict) -> Interval:
     next-byte loss minus the decoder's) against log10 parameters over every size, with its
     95% t-interval over seeds. Defined in the chapter "The fair head-to-head"."""
     every = runs(results)
-    sizes = list(every["decoder"])
-    x = np.array([math.log10(next(iter(every["decoder"][z].values()))["parameters"]) for z in sizes])
-    seeds = sorted(set.intersection(*(set(every[a][z]) for a in ("decoder", "encoder") for z in sizes)))
-    return t_interval([float(np.polyfit(x, [every["encoder"][z][k]["next_byte"]["mean"]
-                                            - every["decoder"][z][k]["next_byte"]["mean"] for z in sizes], 1)[0])
-                       for k in seeds])
+    return _lead_slope(every, list(every["decoder"]),
+                       lambda d, e: e["next_byte"]["mean"] - d["next_byte"]["mean"])
