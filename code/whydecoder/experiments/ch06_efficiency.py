@@ -378,6 +378,14 @@ def growth_exponents(rows: list[dict], key: str) -> list[float]:
     return slopes
 
 
+def past_crossover(results: dict, crossover: float | None = None) -> list[dict]:
+    """The timed decode steps at contexts of at least ``crossover`` times the width (default
+    the C13 rule's, 6: where the attention term outweighs a step's fixed cost), the ones
+    C13's timing half reads. Defined in the chapter "Efficiency: the KV cache"."""
+    crossover = RULES["C13"].parameters["crossover"] if crossover is None else crossover
+    return [r for r in results["decode_steps"] if r["context"] >= crossover * results["settings"]["d_model"]]
+
+
 def turn_growth(results: dict) -> dict[str, float]:
     """Per architecture, the FLOPs of the dialogue's last turn over its first.
     Defined in the chapter "Efficiency: the KV cache"."""
@@ -429,7 +437,7 @@ def _c13_decide(results: dict, p: dict) -> Verdict:
     per_token = [(f1 - f0) / (t1 - t0) for (t0, f0), (t1, f1) in zip(flops, flops[1:])]
     affine = max(per_token) - min(per_token) <= 1e-9 * max(per_token) and per_token[0] > 0
     crossover = p["crossover"] * results["settings"]["d_model"]
-    past = [r for r in steps if r["context"] >= crossover]
+    past = past_crossover(results, p["crossover"])
     if len(past) < p["min_past_crossover"]:
         return Verdict("inconclusive", f"{len(past)} timed contexts at or past {crossover:,.0f} tokens "
                        f"({p['crossover']:g}d), fewer than the {p['min_past_crossover']} the rule asks for: the "
@@ -481,9 +489,10 @@ def _c13_rests_on(results: dict, verdict: Verdict) -> str:
            f"{counted(len(results['reuse']), 'dialogue')} checked exactly, {counted(len(steps), 'context')} "
            f"({min(r['context'] for r in steps)} to {max(r['context'] for r in steps)} tokens) timed "
            f"{counted(repeats, 'time')} each")
+    at = f"{rule.parameters['crossover']:g}d"
     if "linear_holds" not in n:
-        return f"{run}; timing half untested ({counted(n['past_crossover'], 'context')} past 6d)"
-    run += f", {in_words(n['past_crossover'])} past 6d"
+        return f"{run}; timing half untested ({counted(n['past_crossover'], 'context')} past {at})"
+    run += f", {in_words(n['past_crossover'])} past {at}"
     if n["linear_holds"] is None:
         return f"{run}; timing half unclear, nothing decided"
     held = sum(bool(n[k]) for k in ("reuse_holds", "linear_holds"))
